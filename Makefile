@@ -1,0 +1,34 @@
+# Every target creates .venv if missing and installs torch (CPU build by default; a GPU user
+# overrides TORCH_SPEC, e.g. `make demo TORCH_SPEC=torch` or a CUDA wheel index via PIP_EXTRA).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PIP_EXTRA ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.blip-rl-installed
+
+.PHONY: install demo test test-all bench clean
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/blip-rl toy
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/fisher_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,44 @@
+"""blip-rl: continual reinforcement learning on Atari with BLIP (Shi et al., CVPR 2021).
+
+The top-level ``agents/`` and ``envs/`` folders install as ``blip_rl.agents`` and
+``blip_rl.envs`` (see ``package_dir``), so installing never drops packages named ``agents`` or
+``envs`` into site-packages.
+"""
+from setuptools import setup
+
+PACKAGES = {
+    "blip_rl": "blip_rl",
+    "blip_rl.core": "blip_rl/core",
+    "blip_rl.continual": "blip_rl/continual",
+    "blip_rl.logging": "blip_rl/logging",
+    "blip_rl.classification": "blip_rl/classification",
+    "blip_rl.agents": "agents",
+    "blip_rl.envs": "envs",
+}
+
+setup(
+    name="blip-rl",
+    version="0.1.0",
+    description="Continual reinforcement learning on Atari with Bit-Level Information Preserving",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=list(PACKAGES),
+    package_dir=PACKAGES,
+    package_data={"blip_rl": ["configs/*.yaml", "configs/classification/*.yaml"]},
+    install_requires=[
+        "torch>=2.1,<3",
+        "numpy>=1.24,<3",
+        "gymnasium>=1.0,<2",
+        "ale-py>=0.10,<1",
+        "stable-baselines3>=2.3,<3",
+        "tensorboard>=2.12,<3",
+        "pyyaml>=6,<7",
+        "tqdm>=4.60,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80", "scikit-learn>=1.2"],
+        "classification": ["scikit-learn>=1.2"],
+    },
+    entry_points={"console_scripts": ["blip-rl=blip_rl.cli:main"]},
+)
