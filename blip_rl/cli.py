@@ -1,11 +1,176 @@
-"""The ``blip-rl`` command line. Library code never prints; this module does."""
+"""The ``blip-rl`` command line: train, eval, games, toy (and classify).
+
+Library code never prints; this module does. Every user error ends in one line on stderr and
+exit code 2, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError
+
+EXIT_USAGE = 2
 
 
-def _cmd_toy(args: argparse.Namespace) -> int:
+class UserError(ValueError):
+    """A mistake the user can fix; printed without a traceback."""
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def prepare_run_dir(run_dir: Path) -> Path:
+    """Create ``run_dir``; refuse one that exists and is not empty (never overwrite results)."""
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UserError(f"run dir {run_dir} already exists and is not empty; choose a new --run-dir "
+                        "(blip-rl never overwrites a run)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to run dir {run_dir}: {exc.strerror}; choose a writable --run-dir") from None
+    return run_dir
+
+
+def write_run_files(run_dir: Path, config: dict[str, Any], argv: list[str]) -> None:
+    import yaml
+
+    from .io import atomic_write_text
+
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(run_dir / "command.txt", shlex.join(["blip-rl", *argv]) + "\n")
+
+
+# -- train ------------------------------------------------------------------------------------------
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    mapping = {
+        "games": args.games, "method": args.method, "steps_per_game": args.steps_per_game,
+        "env.n_envs": args.n_envs, "seed": args.seed, "device": args.device, "fast": args.fast,
+        "env.backend": args.backend, "eval.every": args.eval_every, "eval.episodes": args.eval_episodes,
+        "blip.f_prior": args.f_prior, "blip.ig_rule": args.ig_rule,
+    }
+    overrides = {k: v for k, v in mapping.items() if v is not None}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set takes KEY=VALUE (e.g. --set ppo.n_steps=128), got {item!r}")
+        import yaml
+
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _method_kwargs(cfg) -> dict[str, Any]:
+    if cfg.method == "blip":
+        return {"f_prior": cfg.blip.f_prior, "ig_rule": cfg.blip.ig_rule, "strict_radius": cfg.blip.strict_radius}
+    if cfg.method == "ewc":
+        return {"ewc_lambda": cfg.ewc.ewc_lambda, "gamma": cfg.ewc.gamma}
+    return {}
+
+
+def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
+    from .config import load_config, to_dict
+
+    cfg = load_config(args.config, _train_overrides(args))
+    from .envs import parse_games
+
+    parse_games(cfg.games)  # unknown / duplicate games fail before anything is written
+    run_dir = prepare_run_dir(Path(args.run_dir))
+    write_run_files(run_dir, to_dict(cfg), argv)
+
+    from tqdm import tqdm
+
+    from .agents.learner import AtariLearner
+    from .continual import run_sequence
+    from .core import make_method
+    from .logging import RunLogger
+
+    logger = RunLogger(run_dir / "tb")
+    import yaml
+
+    logger.text("config", "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
+    learner = AtariLearner(cfg, tb_dir=run_dir / "tb")
+    method = make_method(cfg.method, learner.trunk, **_method_kwargs(cfg))
+    total = cfg.steps_per_game * len(cfg.games)
+    bar = tqdm(total=total, unit="step", desc=f"{cfg.method} {','.join(cfg.games)}", dynamic_ncols=True,
+               disable=args.no_progress)
+
+    def progress(step: int) -> None:
+        bar.update(step - bar.n)
+
+    try:
+        results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
+                               eval_every=cfg.eval.every, on_progress=progress, on_message=bar.write)
+    finally:
+        bar.close()
+        learner.close()
+        logger.close()
+    print("\nRaw evaluation scores (row: after learning that game; column: game evaluated):")
+    print(results.table())
+    print("\nNormalized scores (0 = random, 1 = single-task PPO reference):")
+    print(results.table(normalized=True))
+    print(f"\nResults: {run_dir / 'results.json'}, {run_dir / 'results.csv'}")
+    print(f"Checkpoints: {run_dir / 'checkpoints'}")
+    print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    return 0
+
+
+# -- eval -------------------------------------------------------------------------------------------
+def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
+    from .agents.learner import evaluate_game, load_checkpoint
+    from .config import merge, TrainConfig
+    from .envs import get_game, normalize_score
+
+    policy, meta = load_checkpoint(args.checkpoint, device="cpu" if args.device == "auto" else args.device)
+    game = get_game(args.game)
+    learned = meta["games"][: meta["tasks_done"]]
+    if game.name not in learned:
+        raise UserError(f"game {game.name!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
+    head = learned.index(game.name)
+    cfg = merge(TrainConfig(), {k: v for k, v in meta["config"].items() if k in ("env", "eval")})
+    seed = args.seed if args.seed is not None else cfg.seed
+    episodes = args.episodes
+    from .envs import evaluate_policy
+
+    scores = evaluate_policy(lambda obs: policy.act(obs, head), game, episodes=episodes, seed=seed,
+                             n_envs=min(episodes, cfg.eval.n_envs), max_episode_steps=args.max_episode_steps
+                             or cfg.eval.max_episode_steps, backend=cfg.env.backend)
+    mean = sum(scores) / len(scores)
+    out = {"checkpoint": str(args.checkpoint), "game": game.name, "episodes": len(scores), "seed": seed,
+           "scores": scores, "mean": mean, "normalized": normalize_score(game, mean),
+           "tasks_done": meta["tasks_done"], "games_learned": learned}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        norm = out["normalized"]
+        print(f"{game.title} ({game.name}) with head {head} of {args.checkpoint} "
+              f"(learned {', '.join(learned)}):")
+        print(f"  mean raw score {mean:.1f} over {len(scores)} games"
+              + (f", normalized {norm:.3f}" if norm is not None else ""))
+        print("  scores: " + ", ".join(f"{s:.0f}" for s in scores))
+    return 0
+
+
+# -- games / toy ------------------------------------------------------------------------------------
+def _cmd_games(args: argparse.Namespace, argv: list[str]) -> int:
+    from .envs import list_games
+
+    print(f"{'name':14s} {'title':18s} {'actions':>7s} {'random':>8s} {'human':>8s} {'ppo':>8s}  ale id")
+    for g in list_games():
+        def fmt(x):
+            return f"{x:8.1f}" if x is not None else f"{'-':>8s}"
+        print(f"{g.name:14s} {g.title:18s} {g.n_actions:7d} {fmt(g.random_score)} {fmt(g.human_score)} "
+              f"{fmt(g.ppo_score)}  {g.gym_id}")
+    print("\nAny other ALE game works by its name or id (e.g. --games pong,ALE/Breakout-v5).")
+    return 0
+
+
+def _cmd_toy(args: argparse.Namespace, argv: list[str]) -> int:
     from .toy import run_toy
 
     print(f"Two-task toy problem, {args.epochs} epochs per task, seed {args.seed}")
@@ -18,23 +183,67 @@ def _cmd_toy(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blip-rl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="blip-rl", description="Continual RL on Atari with BLIP.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="learn games one after another with a continual method")
+    t.add_argument("--config", help="YAML config (e.g. configs/atari6.yaml, configs/quick.yaml)")
+    t.add_argument("--games", help="comma-separated games, e.g. kungfu,boxing (see `blip-rl games`)")
+    t.add_argument("--method", help="blip | ewc | ft | ft-fix")
+    t.add_argument("--steps-per-game", type=int, help="env steps per game")
+    t.add_argument("--n-envs", type=int, help="parallel environments")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda")
+    t.add_argument("--backend", help="env backend: ale | sb3")
+    t.add_argument("--fast", action="store_const", const=True, help="bf16 autocast in the PPO update")
+    t.add_argument("--eval-every", type=int, help="env steps between evaluations of all learned games")
+    t.add_argument("--eval-episodes", type=int, help="evaluation games per learned game")
+    t.add_argument("--f-prior", type=float, help="BLIP's F_prior")
+    t.add_argument("--ig-rule", help="paper | official")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. ppo.n_steps=128")
+    t.add_argument("--run-dir", required=True, help="new directory for this run's files")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="play a learned game with a checkpoint")
+    e.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt or latest.pt")
+    e.add_argument("--game", required=True)
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int)
+    e.add_argument("--max-episode-steps", type=int)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=_cmd_eval)
+
+    g = sub.add_parser("games", help="list the game registry")
+    g.set_defaults(func=_cmd_games)
+
     toy = sub.add_parser("toy", help="two-task toy problem: what each method keeps (seconds, CPU)")
     toy.add_argument("--methods", default="ft,ewc,ft-fix,blip")
     toy.add_argument("--seed", type=int, default=0)
     toy.add_argument("--epochs", type=int, default=30)
     toy.set_defaults(func=_cmd_toy)
+
+    try:
+        from .classification.cli import register
+    except ImportError:  # the classification package is optional at import time
+        register = None
+    if register is not None:
+        register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if getattr(args, "episodes", 1) is not None and getattr(args, "episodes", 1) < 1:
+        print("blip-rl: error: --episodes must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        return args.func(args)
-    except ValueError as exc:
+        return args.func(args, argv)
+    except (UserError, ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"blip-rl: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("blip-rl: interrupted", file=sys.stderr)
         return 130

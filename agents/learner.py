@@ -1,0 +1,214 @@
+"""The Atari learner: ContinualPPO on one game after another, behind the scheduler's protocol.
+
+It owns the env of the current game, the multi-head policy and the PPO loop; the scheduler
+(:mod:`blip_rl.continual.scheduler`) tells it which game to learn, asks for Fisher inputs and
+evaluations, and saves checkpoints through it.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import get_device
+
+import blip_rl
+from blip_rl.config import TrainConfig, to_dict
+from blip_rl.core import ContinualMethod, FisherData
+from blip_rl.envs import evaluate_policy, make_vec_env, normalize_score, parse_games
+from blip_rl.io import atomic_torch_save
+
+from .policies import MultiHeadPolicy
+from .ppo import ContinualPPO
+
+__all__ = ["AtariLearner", "CHECKPOINT_FORMAT", "load_checkpoint", "CheckpointError"]
+
+CHECKPOINT_FORMAT = "blip-rl/atari-ppo"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message says why and what to do."""
+
+
+class _OnRolloutEnd(BaseCallback):
+    def __init__(self, fn: Callable[[int], None]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.fn(self.num_timesteps)
+
+
+def _obs_space(cfg: TrainConfig) -> spaces.Box:
+    return spaces.Box(0, 255, (cfg.env.frame_stack, 84, 84), np.uint8)
+
+
+def _extractor_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    return {"features_dim": cfg.features_dim, "quantized": True, "max_bits": cfg.blip.max_bits,
+            "f_prior": cfg.blip.f_prior}
+
+
+class AtariLearner:
+    """Continual PPO over the games of ``cfg.games`` (see :class:`blip_rl.config.TrainConfig`).
+
+    :param cfg: the resolved run configuration.
+    :param tb_dir: where SB3 writes its training scalars (``train/*``, ``rollout/*``, ``time/*``),
+        or ``None`` for no logging.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, tb_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.games = parse_games(cfg.games)
+        self.task_names = [g.name for g in self.games]
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        self.device = get_device(cfg.device)
+        if cfg.device.startswith("cuda") and self.device.type != "cuda":
+            raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        self.env = self._make_env(0)
+        ppo = cfg.ppo
+        lr = ppo.learning_rate
+        self.model = ContinualPPO(
+            MultiHeadPolicy,
+            self.env,
+            learning_rate=(lambda progress: lr * progress) if ppo.lr_decay else lr,
+            n_steps=ppo.n_steps,
+            batch_size=ppo.n_steps * cfg.env.n_envs // ppo.n_minibatches,
+            n_epochs=ppo.n_epochs,
+            gamma=ppo.gamma,
+            gae_lambda=ppo.gae_lambda,
+            clip_range=ppo.clip_range,
+            ent_coef=ppo.ent_coef,
+            vf_coef=ppo.vf_coef,
+            max_grad_norm=ppo.max_grad_norm,
+            policy_kwargs={"extractor_kwargs": _extractor_kwargs(cfg),
+                           "optimizer_kwargs": {"eps": ppo.adam_eps}},
+            seed=cfg.seed,
+            device=self.device,
+            fast=cfg.fast,
+            verbose=0,
+        )
+        if tb_dir is not None:
+            self.model.set_logger(configure(str(tb_dir), ["tensorboard"]))
+        self.policy: MultiHeadPolicy = self.model.policy  # type: ignore[assignment]
+        self.trunk = self.policy.trunk
+        self._env_game = 0
+
+    # -- the scheduler's protocol ----------------------------------------------------------------
+    @property
+    def global_step(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def _make_env(self, k: int):
+        e = self.cfg.env
+        return make_vec_env(self.games[k], n_envs=e.n_envs, seed=self.cfg.seed + 1000 * k, training=True,
+                            backend=e.backend, frame_stack=e.frame_stack, frameskip=e.frameskip,
+                            noop_max=e.noop_max, repeat_action_probability=e.repeat_action_probability,
+                            max_episode_steps=e.max_episode_steps)
+
+    def begin_task(self, k: int, method: ContinualMethod) -> None:
+        if self._env_game != k:
+            self.env.close()
+            self.env = self._make_env(k)
+            self._env_game = k
+        while self.policy.n_heads <= k:
+            self.policy.add_head(self.games[self.policy.n_heads].n_actions)
+        self.model.method = method
+        self.model.start_game(self.env, k, self.cfg.steps_per_game, adam_eps=self.cfg.ppo.adam_eps)
+
+    def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> None:
+        self.model.learn(total_timesteps=budget, reset_num_timesteps=False, callback=_OnRolloutEnd(on_update),
+                         tb_log_name=self.task_names[k])
+
+    def fisher_data(self, k: int) -> FisherData:
+        """States from the policy's own last rollout on game k (``cfg.fisher_samples`` of them)."""
+        # After an update SB3 has flattened the buffer to (n_steps * n_envs, *obs_shape).
+        obs = self.model.rollout_buffer.observations
+        obs = obs.reshape(-1, *self.policy.observation_space.shape)
+        rng = np.random.default_rng(self.cfg.seed + k)
+        if len(obs) > self.cfg.fisher_samples:
+            obs = obs[np.sort(rng.choice(len(obs), self.cfg.fisher_samples, replace=False))]
+        inputs = torch.as_tensor(obs, device=self.device)
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + k)
+        self.policy.set_training_mode(False)
+        return FisherData(inputs, lambda x: self.policy.head_logits(x, k),
+                          batch_size=self.cfg.fisher_batch_size, generator=gen)
+
+    def evaluate(self, k: int) -> float:
+        self.policy.set_training_mode(False)
+        return evaluate_game(self.policy, k, self.games[k], self.cfg, seed=self.cfg.seed)
+
+    def normalize(self, k: int, score: float) -> float | None:
+        return normalize_score(self.games[k], score)
+
+    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int) -> None:
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "blip_rl_version": blip_rl.__version__,
+            "games": self.task_names[: self.policy.n_heads],
+            "n_actions": [h.out_features for h in self.policy.action_heads],
+            "tasks_done": tasks_done,
+            "global_step": self.global_step,
+            "extractor_kwargs": _extractor_kwargs(self.cfg),
+            "frame_stack": self.cfg.env.frame_stack,
+            "policy": self.policy.state_dict(),
+            "method": method.state_dict(),
+            "config": to_dict(self.cfg),
+            "saved_at": time.time(),
+        }
+        atomic_torch_save(payload, path)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *, seed: int,
+                  episodes: int | None = None) -> float:
+    """Mean raw score of ``episodes`` full games of ``game`` played greedily with head ``head``."""
+    ev = cfg.eval
+    scores = evaluate_policy(lambda obs: policy.act(obs, head), game, episodes=episodes or ev.episodes,
+                             seed=seed + ev.seed_offset, n_envs=ev.n_envs, max_episode_steps=ev.max_episode_steps,
+                             backend=cfg.env.backend)
+    return float(np.mean(scores))
+
+
+def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHeadPolicy, dict[str, Any]]:
+    """Rebuild the policy from a checkpoint alone; returns ``(policy, metadata)``.
+
+    :raises CheckpointError: missing, truncated or corrupt file, or one of another format/version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (look in RUN_DIR/checkpoints/)")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt zips
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
+                              "use another one from the same run dir") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a blip-rl Atari checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}; this blip-rl "
+                              f"({blip_rl.__version__}) reads version {CHECKPOINT_VERSION}")
+    obs_space = spaces.Box(0, 255, (payload["frame_stack"], 84, 84), np.uint8)
+    policy = MultiHeadPolicy(obs_space, spaces.Discrete(payload["n_actions"][0]), lambda _: 0.0,
+                             extractor_kwargs=payload["extractor_kwargs"])
+    for n in payload["n_actions"][1:]:
+        policy.add_head(n)
+    try:
+        policy.load_state_dict(payload["policy"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} holds a network this blip-rl cannot rebuild: {exc}") from None
+    policy.to(device)
+    policy.set_training_mode(False)
+    return policy, payload

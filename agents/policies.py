@@ -1,0 +1,100 @@
+"""Multi-task actor-critic: one shared trunk, one policy head and one value head per game.
+
+Heads are added as games come (``add_head``), sized by each game's minimal action set, so a
+checkpoint after game k holds k heads. ``activate(k)`` routes SB3's forward passes through head
+k. The trunk (``features_extractor``) is what a continual method protects.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from .extractors import BlipAtariCNN
+
+__all__ = ["MultiHeadPolicy"]
+
+
+class MultiHeadPolicy(ActorCriticPolicy):
+    """SB3 ``ActorCriticPolicy`` with per-game heads over a shared BLIP trunk.
+
+    ``action_net`` and ``value_net`` are properties returning the active head, so SB3's own
+    ``forward``, ``evaluate_actions`` and ``predict_values`` work unchanged. SB3's orthogonal
+    init is off: it would overwrite the BLIP layers' bounded init; heads get SB3's usual gains
+    (0.01 policy, 1 value).
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule,
+                 *args: Any, extractor_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("features_extractor_class", BlipAtariCNN)
+        kwargs.setdefault("features_extractor_kwargs", extractor_kwargs or {})
+        kwargs["ortho_init"] = False
+        kwargs.setdefault("net_arch", [])
+        kwargs.setdefault("share_features_extractor", True)
+        self.active = 0
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    # -- heads -----------------------------------------------------------------------------------
+    def _build(self, lr_schedule) -> None:
+        self._build_mlp_extractor()
+        self.action_heads = nn.ModuleList()
+        self.value_heads = nn.ModuleList()
+        self.add_head(int(self.action_space.n))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def add_head(self, n_actions: int) -> int:
+        """Add a policy head with ``n_actions`` logits and a value head; returns its index."""
+        device = next(self.features_extractor.parameters()).device
+        pi = nn.Linear(self.mlp_extractor.latent_dim_pi, n_actions).to(device)
+        vf = nn.Linear(self.mlp_extractor.latent_dim_vf, 1).to(device)
+        self.init_weights(pi, gain=0.01)
+        self.init_weights(vf, gain=1.0)
+        self.action_heads.append(pi)
+        self.value_heads.append(vf)
+        return len(self.action_heads) - 1
+
+    @property
+    def n_heads(self) -> int:
+        return len(self.action_heads)
+
+    def activate(self, k: int) -> None:
+        """Route SB3's forward passes through head ``k`` and set the matching action space."""
+        if not 0 <= k < self.n_heads:
+            raise ValueError(f"no head {k}: the policy has {self.n_heads}")
+        self.active = k
+        n = self.action_heads[k].out_features
+        self.action_space = spaces.Discrete(n)
+        self.action_dist = CategoricalDistribution(n)
+
+    @property
+    def action_net(self) -> nn.Module:  # type: ignore[override]
+        return self.action_heads[self.active]
+
+    @property
+    def value_net(self) -> nn.Module:  # type: ignore[override]
+        return self.value_heads[self.active]
+
+    @property
+    def trunk(self) -> nn.Module:
+        return self.features_extractor
+
+    # -- helpers for the continual loop ----------------------------------------------------------
+    def head_logits(self, obs: torch.Tensor, k: int) -> torch.Tensor:
+        """Logits of head ``k`` for raw observations (uint8 images, batch-first)."""
+        features = self.extract_features(obs, self.pi_features_extractor)
+        latent_pi = self.mlp_extractor.forward_actor(features)
+        return self.action_heads[k](latent_pi)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, k: int, *, deterministic: bool = True) -> np.ndarray:
+        """Actions of head ``k`` for a batch of observations (greedy when ``deterministic``)."""
+        obs_t = torch.as_tensor(obs, device=self.device)
+        logits = self.head_logits(obs_t, k)
+        if deterministic:
+            return logits.argmax(-1).cpu().numpy()
+        return torch.distributions.Categorical(logits=logits).sample().cpu().numpy()

@@ -1,0 +1,230 @@
+"""Typed run configuration: dataclass schema, YAML files, command-line overrides.
+
+A YAML file may set any field (nested sections as mappings); CLI flags override it; the resolved
+config is written to the run dir as ``config.yaml``. Unknown keys and wrong types fail early
+with a message naming the key (and the nearest valid one). No ``eval``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
+           "load_config", "merge", "to_dict", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message says which key and what to do."""
+
+
+@dataclass
+class EnvConfig:
+    backend: str = "ale"  #: "ale" (ale-py's native vector env, C++ threads) or "sb3" (make_atari_env)
+    n_envs: int = 16  #: parallel environments (paper: 16)
+    frame_stack: int = 4
+    frameskip: int = 4
+    noop_max: int = 30
+    repeat_action_probability: float = 0.0  #: sticky actions; 0 as in the paper's NoFrameskip-v4
+    max_episode_steps: int = 27000  #: agent steps per game (108k frames)
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = 2.5e-4  #: Adam lr at the start of each game, decayed linearly to 0
+    lr_decay: bool = True  #: linear decay within each game
+    adam_eps: float = 1e-5
+    n_steps: int = 125  #: rollout length per env (paper: 16 envs x 125 = 2,000)
+    n_epochs: int = 4
+    n_minibatches: int = 8  #: minibatches per epoch; batch size = n_steps * n_envs / n_minibatches
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.1
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+
+
+@dataclass
+class BlipConfig:
+    max_bits: int = 20  #: N, bits per parameter
+    f_prior: float = 1e-14  #: F_prior on the exact per-sample Fisher (README: "F_prior")
+    ig_rule: str = "paper"  #: "paper" (eq. 8) or "official" (the authors' code)
+    strict_radius: bool = False  #: clip radius b*2^-(n+1) instead of b*2^-n
+
+
+@dataclass
+class EWCConfig:
+    ewc_lambda: float = 5000.0
+    gamma: float = 1.0  #: online-EWC decay of the accumulated Fisher
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  #: env steps between evaluations of all learned games during training (0: per game only)
+    episodes: int = 10  #: evaluation games per learned game (deterministic policy)
+    n_envs: int = 8
+    max_episode_steps: int = 27000  #: cap on agent steps per evaluation game
+    seed_offset: int = 10_000  #: evaluation envs use seed + offset (their own seeds)
+
+
+@dataclass
+class TrainConfig:
+    games: list[str] = field(default_factory=lambda: ["kungfu", "boxing", "jamesbond", "krull", "riverraid",
+                                                      "spaceinvaders"])
+    method: str = "blip"  #: blip | ewc | ft | ft-fix
+    steps_per_game: int = 10_000_000  #: env steps per game (all envs together)
+    seed: int = 1
+    device: str = "auto"  #: auto | cpu | cuda
+    fast: bool = False  #: bf16 autocast for the network in the PPO update (fp32 master weights)
+    features_dim: int = 1024
+    fisher_samples: int = 2000  #: states from the policy's own last rollouts for the Fisher
+    fisher_batch_size: int = 250
+    torch_threads: int = 0  #: 0: PyTorch's default
+    env: EnvConfig = field(default_factory=EnvConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    blip: BlipConfig = field(default_factory=BlipConfig)
+    ewc: EWCConfig = field(default_factory=EWCConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> "TrainConfig":
+        """Check values that types alone cannot; returns self."""
+        from .core import METHODS
+
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        if not self.games:
+            raise ConfigError("give at least one game, e.g. --games kungfu,boxing")
+        positive = {"steps_per_game": self.steps_per_game, "env.n_envs": self.env.n_envs,
+                    "ppo.n_steps": self.ppo.n_steps, "ppo.n_epochs": self.ppo.n_epochs,
+                    "ppo.n_minibatches": self.ppo.n_minibatches, "eval.episodes": self.eval.episodes,
+                    "fisher_samples": self.fisher_samples, "eval.n_envs": self.eval.n_envs,
+                    "features_dim": self.features_dim, "ppo.learning_rate": self.ppo.learning_rate,
+                    "blip.f_prior": self.blip.f_prior, "fisher_batch_size": self.fisher_batch_size}
+        for key, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if self.eval.every < 0:
+            raise ConfigError(f"eval.every must be >= 0 (0: evaluate after each game only), got {self.eval.every}")
+        rollout = self.ppo.n_steps * self.env.n_envs
+        if self.steps_per_game < rollout:
+            raise ConfigError(
+                f"steps_per_game ({self.steps_per_game}) is below one rollout (ppo.n_steps x env.n_envs = "
+                f"{rollout}); raise --steps-per-game or lower --n-envs / ppo.n_steps"
+            )
+        if rollout % self.ppo.n_minibatches:
+            raise ConfigError(f"ppo.n_steps x env.n_envs ({rollout}) must be divisible by ppo.n_minibatches "
+                              f"({self.ppo.n_minibatches})")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.env.backend not in ("ale", "sb3"):
+            raise ConfigError(f"env.backend must be 'ale' or 'sb3', got {self.env.backend!r}")
+        if self.blip.ig_rule not in ("paper", "official"):
+            raise ConfigError(f"blip.ig_rule must be 'paper' or 'official', got {self.blip.ig_rule!r}")
+        if not 1 <= self.blip.max_bits <= 32:
+            raise ConfigError(f"blip.max_bits must be in 1..32, got {self.blip.max_bits}")
+        return self
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}")
+        return merge(hint(), value, prefix=f"{key}.")
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings (or a comma-separated string), got {value!r}")
+        return list(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(float(value)) if float(value).is_integer() else int(value)
+            except ValueError:
+                pass
+        if isinstance(value, int):
+            return value
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
+    """Return a copy of dataclass ``cfg`` with ``overrides`` applied (nested dicts or dotted keys)."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"a config must be a mapping of keys to values, got {type(overrides).__name__}")
+    hints = _hints(type(cfg))
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    nested: dict[str, dict[str, Any]] = {}
+    for raw_key, value in overrides.items():
+        key = str(raw_key).replace("-", "_")
+        head, _, rest = key.partition(".")
+        if head not in hints:
+            near = difflib.get_close_matches(head, list(hints), n=1)
+            hint = f"; did you mean {prefix}{near[0]!s}?" if near else f"; valid keys: {sorted(hints)}"
+            raise ConfigError(f"unknown config key '{prefix}{raw_key}'{hint}")
+        if rest:
+            if not dataclasses.is_dataclass(hints[head]):
+                raise ConfigError(f"{prefix}{head} has no sub-keys (got {prefix}{raw_key})")
+            nested.setdefault(head, {})[rest] = value
+        elif dataclasses.is_dataclass(hints[head]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{head} must be a mapping of its fields, got {value!r}")
+            nested.setdefault(head, {}).update(value)
+        else:
+            values[head] = _coerce(prefix + head, value, hints[head])
+    for head, sub in nested.items():
+        values[head] = merge(values[head], sub, prefix=f"{prefix}{head}.")
+    return type(cfg)(**values)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (dotted keys allowed)."""
+    cfg = TrainConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (see configs/ for examples)")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        cfg = merge(cfg, data)
+    if overrides:
+        cfg = merge(cfg, overrides)
+    return cfg.validate()
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,129 @@
+"""The task scheduler, shared by the Atari agent and the classification trainer.
+
+For each task k: ``method.start_task`` -> ``learner.begin_task`` -> ``learner.learn`` (periodic
+evaluation of every task learned so far) -> ``method.end_task`` with the learner's Fisher data
+(BLIP: Fisher -> information gain -> frozen bits -> anchors) -> checkpoint -> evaluation of every
+task so far, one row of the score matrix -> ``results.json`` / ``results.csv``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+from torch import nn
+
+from ..core import ContinualMethod, FisherData
+from ..logging import KEYS, RunLogger
+from .results import Results
+
+__all__ = ["Learner", "run_sequence", "checkpoint_name"]
+
+
+class Learner(Protocol):
+    """What the scheduler needs of a learner (PPO on Atari, SGD on images, ...)."""
+
+    #: Names of the tasks, in the order they are learned.
+    task_names: list[str]
+    #: The shared network the continual method protects (heads excluded).
+    trunk: nn.Module
+    #: Global step (env steps for RL, samples for classification), across tasks.
+    global_step: int
+
+    def begin_task(self, k: int, method: ContinualMethod) -> None:
+        """Activate task k (head, optimizer, schedule, data or env); attach the method's hooks."""
+
+    def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> None:
+        """Learn task k for ``budget`` units; call ``on_update(global_step)`` after each update."""
+
+    def fisher_data(self, k: int) -> FisherData:
+        """Inputs of task k (e.g. states of the policy's own rollouts) and its logits function."""
+
+    def evaluate(self, k: int) -> float:
+        """Raw score on task k (game score, accuracy) with task k's head."""
+
+    def normalize(self, k: int, score: float) -> float | None:
+        """Score on task k mapped to [0, 1], or ``None`` if no reference exists."""
+
+    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int) -> None:
+        """Write a checkpoint (atomically) that rebuilds the learner and method alone."""
+
+
+def checkpoint_name(k: int, task: str) -> str:
+    return f"{k}_{task}.pt"
+
+
+def _evaluate_all(learner: Learner, upto: int) -> dict[str, tuple[float, float | None]]:
+    out = {}
+    for j in range(upto + 1):
+        raw = learner.evaluate(j)
+        out[learner.task_names[j]] = (raw, learner.normalize(j, raw))
+    return out
+
+
+def run_sequence(
+    learner: Learner,
+    method: ContinualMethod,
+    *,
+    run_dir: str | Path,
+    budget: int,
+    logger: RunLogger,
+    eval_every: int = 0,
+    results: Results | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> Results:
+    """Learn ``learner.task_names`` in order with ``method``; return the score matrix.
+
+    :param budget: units per task (env steps, or epochs), > 0.
+    :param eval_every: evaluate every task learned so far each time this many global steps have
+        passed (0: only after each task).
+    :param results: results of the tasks already done (to go on with a run); learning starts at
+        task ``len(results.raw)``.
+    :param on_progress: called with the global step after each update (a progress bar).
+    :param on_message: called with one line of text per finished task.
+    """
+    if budget <= 0:
+        raise ValueError(f"the budget per task must be positive, got {budget}")
+    run_dir = Path(run_dir)
+    tasks = list(learner.task_names)
+    results = results or Results(tasks=tasks, method=method.name)
+    start = len(results.raw)
+    next_eval = [learner.global_step + eval_every] if eval_every > 0 else [None]
+
+    for k in range(start, len(tasks)):
+        logger.scalar(KEYS["task_index"], k, learner.global_step)
+        method.start_task(k + 1)
+        learner.begin_task(k, method)
+
+        def on_update(step: int, k: int = k) -> None:
+            if on_progress is not None:
+                on_progress(step)
+            if next_eval[0] is not None and step >= next_eval[0]:
+                logger.evaluation(_evaluate_all(learner, k), step)
+                while next_eval[0] <= step:
+                    next_eval[0] += eval_every
+
+        learner.learn(k, budget, on_update)
+        data = learner.fisher_data(k) if method.needs_fisher else None
+        stats = method.end_task(k + 1, data)
+        step = learner.global_step
+        for name, value in stats.items():
+            logger.scalar(KEYS["method_stat"].format(name=name), value, step)
+        logger.bits(learner.trunk, step)
+        checkpoints = run_dir / "checkpoints"
+        learner.save(checkpoints / checkpoint_name(k, tasks[k]), method, tasks_done=k + 1)
+        learner.save(checkpoints / "latest.pt", method, tasks_done=k + 1)
+
+        scores = _evaluate_all(learner, k)
+        logger.evaluation(scores, step)
+        results.add_row([s[0] for s in scores.values()], [s[1] for s in scores.values()], step)
+        results.save(run_dir)
+        logger.scalar(KEYS["acc"], results.acc, step)
+        if k > 0:
+            logger.scalar(KEYS["bwt"], results.bwt, step)
+        logger.flush()
+        if on_message is not None:
+            row = ", ".join(f"{t} {raw:.1f}" + (f" ({n:.2f})" if n is not None else "")
+                            for t, (raw, n) in scores.items())
+            on_message(f"after {tasks[k]} (task {k + 1}/{len(tasks)}, step {step}): {row}")
+    return results

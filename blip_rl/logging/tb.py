@@ -1,0 +1,108 @@
+"""One logger for a continual run: TensorBoard scalars, text and bit-freeze heatmaps.
+
+Every scalar is logged against ONE global step: environment steps for RL, training samples seen
+for classification. The learner's own training scalars (SB3's ``train/*`` and ``rollout/*``)
+are written by the learner into the same directory with the same step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from ..core import bit_map, bit_statistics, blip_layers
+
+__all__ = ["KEYS", "RunLogger", "heatmap_image"]
+
+#: Every TensorBoard key this package writes (``{task}``, ``{layer}`` are filled in). The README
+#: lists the same table.
+KEYS = {
+    "eval_score": "eval/{task}/score",  # raw evaluation score (game score, or accuracy)
+    "eval_normalized": "eval/{task}/normalized",  # score mapped to [0, 1]
+    "accumulated": "eval/accumulated_normalized",  # sum of normalized scores of learned tasks
+    "tasks_learned": "eval/tasks_learned",
+    "acc": "continual/acc",  # ACC after each task (normalized scores)
+    "bwt": "continual/bwt",  # BWT after each task (normalized scores)
+    "task_index": "continual/task",  # index of the task being learned
+    "bits_mean": "bits/{layer}/mean_bits",
+    "bits_any": "bits/{layer}/frac_any",
+    "bits_all": "bits/{layer}/frac_all",
+    "bits_heatmap": "bits_heatmap/{layer}",  # image after each task
+    "method_stat": "method/{name}",
+    "config": "config",  # text
+}
+
+
+def _blue_red(x: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB from dark blue (0) through white-ish to dark red (1)."""
+    stops = np.array([[0.0, 0.0, 0.5], [0.0, 0.4, 1.0], [0.9, 0.9, 0.9], [1.0, 0.3, 0.0], [0.5, 0.0, 0.0]])
+    pos = np.clip(x, 0.0, 1.0) * (len(stops) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = (pos - lo)[..., None]
+    return stops[lo] * (1 - frac) + stops[lo + 1] * frac
+
+
+def heatmap_image(bits: torch.Tensor, max_bits: int, *, max_side: int = 512) -> np.ndarray:
+    """Frozen bits of one weight as an RGB image (H, W, 3) in [0, 1] (the paper's Fig. 2).
+
+    Rows are output units, columns their inputs (:func:`blip_rl.core.bit_map`); maps larger than
+    ``max_side`` are block-averaged down to it.
+    """
+    m = bit_map(bits).to(torch.float32)[None, None]
+    h, w = m.shape[-2:]
+    if h > max_side or w > max_side:
+        size = (min(h, max_side), min(w, max_side))
+        m = torch.nn.functional.adaptive_avg_pool2d(m, size)
+    return _blue_red(m[0, 0].numpy() / max_bits).astype(np.float32)
+
+
+class RunLogger:
+    """TensorBoard writer for a continual run (scalars, text, images) under ``log_dir``."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.log_dir = Path(log_dir)
+        self.writer = SummaryWriter(str(self.log_dir))
+
+    def scalar(self, key: str, value: float, step: int) -> None:
+        self.writer.add_scalar(key, float(value), int(step))
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.scalar(key, value, step)
+
+    def text(self, key: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(key, text, step)
+
+    def evaluation(self, scores: Mapping[str, tuple[float, float | None]], step: int) -> None:
+        """Log raw and normalized scores per task and their accumulated sum."""
+        total = 0.0
+        for task, (raw, norm) in scores.items():
+            self.scalar(KEYS["eval_score"].format(task=task), raw, step)
+            if norm is not None:
+                self.scalar(KEYS["eval_normalized"].format(task=task), norm, step)
+                total += norm
+        self.scalar(KEYS["accumulated"], total, step)
+        self.scalar(KEYS["tasks_learned"], len(scores), step)
+
+    def bits(self, trunk: torch.nn.Module, step: int, *, images: bool = True) -> None:
+        """Per BLIP layer and parameter: bit statistics; per weight a heatmap image."""
+        for name, layer in blip_layers(trunk):
+            for pn in layer.blip_param_names():
+                key = f"{name or 'layer'}.{pn}"
+                stats = bit_statistics(layer.frozen_bits(pn), layer.max_bits)
+                self.scalar(KEYS["bits_mean"].format(layer=key), stats["mean_bits"], step)
+                self.scalar(KEYS["bits_any"].format(layer=key), stats["frac_any"], step)
+                self.scalar(KEYS["bits_all"].format(layer=key), stats["frac_all"], step)
+            if images:
+                img = heatmap_image(layer.frozen_bits("weight").cpu(), layer.max_bits)
+                self.writer.add_image(KEYS["bits_heatmap"].format(layer=name or "layer"), img, step,
+                                      dataformats="HWC")
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

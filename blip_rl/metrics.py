@@ -1,0 +1,50 @@
+"""Continual-learning metrics as pure functions of the score matrix (paper eq. 10-11).
+
+``A[i][j]`` is the score on task j after learning tasks 0..i (0-based here); entries with j > i
+(tasks not learned yet) may be ``None`` or NaN and are ignored.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+Matrix = Sequence[Sequence[float | None]]
+
+__all__ = ["acc", "bwt", "forgetting", "accumulated_normalized"]
+
+
+def _final_row(matrix: Matrix) -> Sequence[float | None]:
+    if not matrix:
+        raise ValueError("the score matrix is empty: learn at least one task first")
+    return matrix[-1]
+
+
+def acc(matrix: Matrix) -> float:
+    """ACC = mean_j A[T][j] over the tasks learned so far (eq. 10)."""
+    row = _final_row(matrix)
+    values = [float(v) for v in row[: len(matrix)] if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan
+
+
+def bwt(matrix: Matrix) -> float:
+    """BWT = 1/(T-1) sum_{j<T} (A[T][j] - A[j][j]) (eq. 11); NaN with a single task."""
+    t = len(matrix)
+    if t < 2:
+        return math.nan
+    row = _final_row(matrix)
+    return sum(float(row[j]) - float(matrix[j][j]) for j in range(t - 1)) / (t - 1)
+
+
+def forgetting(matrix: Matrix) -> list[float]:
+    """Per task j < T: the best score ever reached minus the final score (>= 0 means forgotten)."""
+    t = len(matrix)
+    return [max(float(matrix[i][j]) for i in range(j, t)) - float(matrix[-1][j]) for j in range(t - 1)]
+
+
+def accumulated_normalized(normalized_scores: Sequence[float | None]) -> float:
+    """Sum of the normalized scores of every task learned so far (the paper's Fig. 4).
+
+    Climbs toward the number of tasks for an agent that learns and keeps them all; stays near 1
+    for one that forgets. Tasks without a normalization (``None``) count 0.
+    """
+    return float(sum(v for v in normalized_scores if v is not None))
