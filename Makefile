@@ -19,7 +19,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/blip-rl toy
+	$(BIN)/blip-rl train --config configs/quick.yaml --run-dir runs/quick-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

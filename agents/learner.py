@@ -145,7 +145,7 @@ class AtariLearner:
 
     def evaluate(self, k: int) -> float:
         self.policy.set_training_mode(False)
-        return evaluate_game(self.policy, k, self.games[k], self.cfg, seed=self.cfg.seed)
+        return float(np.mean(evaluate_game(self.policy, k, self.games[k], self.cfg, seed=self.cfg.seed)))
 
     def normalize(self, k: int, score: float) -> float | None:
         return normalize_score(self.games[k], score)
@@ -173,13 +173,18 @@ class AtariLearner:
 
 
 def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *, seed: int,
-                  episodes: int | None = None) -> float:
-    """Mean raw score of ``episodes`` full games of ``game`` played greedily with head ``head``."""
+                  episodes: int | None = None) -> list[float]:
+    """Raw scores of ``episodes`` full games of ``game`` played with head ``head``.
+
+    Actions are greedy when ``cfg.eval.deterministic`` (the paper), else sampled from the policy
+    with a generator seeded from ``seed`` so that evaluations are reproducible.
+    """
     ev = cfg.eval
-    scores = evaluate_policy(lambda obs: policy.act(obs, head), game, episodes=episodes or ev.episodes,
+    gen = torch.Generator(device=policy.device).manual_seed(seed)
+    scores = evaluate_policy(lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game, episodes=episodes or ev.episodes,
                              seed=seed + ev.seed_offset, n_envs=ev.n_envs, max_episode_steps=ev.max_episode_steps,
                              backend=cfg.env.backend)
-    return float(np.mean(scores))
+    return scores
 
 
 def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHeadPolicy, dict[str, Any]]:

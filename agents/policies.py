@@ -91,10 +91,13 @@ class MultiHeadPolicy(ActorCriticPolicy):
         return self.action_heads[k](latent_pi)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, k: int, *, deterministic: bool = True) -> np.ndarray:
-        """Actions of head ``k`` for a batch of observations (greedy when ``deterministic``)."""
+    def act(self, obs: np.ndarray, k: int, *, deterministic: bool = True,
+            generator: torch.Generator | None = None) -> np.ndarray:
+        """Actions of head ``k`` for a batch of observations: greedy when ``deterministic``, else
+        sampled (with ``generator``, for reproducible evaluations)."""
         obs_t = torch.as_tensor(obs, device=self.device)
         logits = self.head_logits(obs_t, k)
         if deterministic:
             return logits.argmax(-1).cpu().numpy()
-        return torch.distributions.Categorical(logits=logits).sample().cpu().numpy()
+        probs = torch.softmax(logits.float(), -1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0].cpu().numpy()

@@ -132,14 +132,18 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     if game.name not in learned:
         raise UserError(f"game {game.name!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
     head = learned.index(game.name)
-    cfg = merge(TrainConfig(), {k: v for k, v in meta["config"].items() if k in ("env", "eval")})
-    seed = args.seed if args.seed is not None else cfg.seed
-    episodes = args.episodes
-    from .envs import evaluate_policy
-
-    scores = evaluate_policy(lambda obs: policy.act(obs, head), game, episodes=episodes, seed=seed,
-                             n_envs=min(episodes, cfg.eval.n_envs), max_episode_steps=args.max_episode_steps
-                             or cfg.eval.max_episode_steps, backend=cfg.env.backend)
+    overrides = {k: v for k, v in meta["config"].items() if k in ("env", "eval", "seed")}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.max_episode_steps is not None:
+        overrides["eval.max_episode_steps"] = args.max_episode_steps
+    if args.sample:
+        overrides["eval.deterministic"] = False
+    cfg = merge(TrainConfig(), overrides)
+    seed = cfg.seed
+    # The same evaluation as during training (same seeds): with the run's settings and the same
+    # number of episodes, this reproduces the row of results.json for that checkpoint.
+    scores = evaluate_game(policy, head, game, cfg, seed=seed, episodes=args.episodes)
     mean = sum(scores) / len(scores)
     out = {"checkpoint": str(args.checkpoint), "game": game.name, "episodes": len(scores), "seed": seed,
            "scores": scores, "mean": mean, "normalized": normalize_score(game, mean),
@@ -208,10 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="play a learned game with a checkpoint")
     e.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt or latest.pt")
     e.add_argument("--game", required=True)
-    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--episodes", type=int, help="games to play (default: the run's eval.episodes)")
     e.add_argument("--seed", type=int)
     e.add_argument("--max-episode-steps", type=int)
     e.add_argument("--device", default="auto")
+    e.add_argument("--sample", action="store_true", help="sample actions instead of the run's eval setting")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=_cmd_eval)
 

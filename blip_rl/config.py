@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .core.quant import DEFAULT_F_PRIOR
+
 __all__ = ["EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
            "load_config", "merge", "to_dict", "ConfigError"]
 
@@ -53,7 +55,7 @@ class PPOConfig:
 @dataclass
 class BlipConfig:
     max_bits: int = 20  #: N, bits per parameter
-    f_prior: float = 1e-14  #: F_prior on the exact per-sample Fisher (README: "F_prior")
+    f_prior: float = DEFAULT_F_PRIOR  #: F_prior on the exact per-sample Fisher (README: "F_prior")
     ig_rule: str = "paper"  #: "paper" (eq. 8) or "official" (the authors' code)
     strict_radius: bool = False  #: clip radius b*2^-(n+1) instead of b*2^-n
 
@@ -67,7 +69,8 @@ class EWCConfig:
 @dataclass
 class EvalConfig:
     every: int = 0  #: env steps between evaluations of all learned games during training (0: per game only)
-    episodes: int = 10  #: evaluation games per learned game (deterministic policy)
+    episodes: int = 10  #: evaluation games per learned game
+    deterministic: bool = True  #: greedy actions (the paper); False samples from the policy
     n_envs: int = 8
     max_episode_steps: int = 27000  #: cap on agent steps per evaluation game
     seed_offset: int = 10_000  #: evaluation envs use seed + offset (their own seeds)

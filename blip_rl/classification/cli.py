@@ -1,0 +1,328 @@
+"""``blip-rl classify``: a continual classification benchmark, from YAML defaults and CLI overrides.
+
+Example::
+
+    blip-rl classify --benchmark digits5 --method blip --run-dir runs/digits5-blip
+    blip-rl classify --benchmark pmnist --method ewc --data-dir ~/data --run-dir runs/pmnist-ewc \\
+        --epochs 50 --set train.lr=0.01
+
+Per-benchmark defaults are in ``configs/classification/<benchmark>.yaml``; ``--config`` picks
+another file. The run directory receives ``config.yaml`` (the resolved config), ``command.txt``,
+``results.json``/``results.csv``, ``checkpoints/`` and TensorBoard logs in ``tb/``. An existing
+non-empty run directory is refused.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ClassifyConfig", "register", "run_classify", "default_config_path", "load_config"]
+
+METHOD_NAMES = ("blip", "ewc", "ft", "ft-fix")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass
+class ClassifyConfig:
+    """One classification run, as read from YAML (every key documented in the config files).
+
+    :param benchmark: name in :data:`blip_rl.classification.datasets.BENCHMARKS`.
+    :param method: ``blip``, ``ewc``, ``ft`` or ``ft-fix``.
+    :param epochs: most epochs per task (the lr schedule usually stops earlier; paper: 200).
+    :param seed: seeds the data split/order, the init, minibatches and Fisher sampling.
+    :param device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).
+    :param threads: CPU threads for torch (``torch.set_num_threads``), or ``None`` for torch's
+        default. Small nets (the digits MLPs) run many times faster on 1 thread, more so on a busy
+        machine.
+    :param data_dir: folder of the dataset files (not needed for the digits benchmarks).
+    :param data: options of the benchmark loader (e.g. ``valid_fraction``, ``order``).
+    :param model: ``arch`` (``mlp`` or ``alexnet``) and its options (widths, ``max_bits``, ``init``).
+    :param train: :class:`blip_rl.classification.learner.TrainConfig` fields.
+    :param methods: options per method name (e.g. ``blip: {f_prior: 1.0e-11}``); the chosen
+        method's entry is passed to :func:`blip_rl.core.make_method`.
+    """
+
+    benchmark: str
+    method: str = "blip"
+    epochs: int = 200
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    data_dir: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=lambda: {"arch": "mlp"})
+    train: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        return dict(self.methods.get(self.method) or {})
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as written to ``config.yaml``: only the chosen method's options."""
+        d = asdict(self)
+        d.pop("methods")
+        d["method_options"] = self.method_options
+        return d
+
+
+def default_config_path(benchmark: str) -> Path:
+    """``configs/classification/<benchmark>.yaml`` of the source tree this package runs from."""
+    return Path(__file__).resolve().parents[2] / "configs" / "classification" / f"{benchmark}.yaml"
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-11`` (no dot) as a string; read such strings as numbers."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _numbers(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _number(v) for k, v in d.items()}
+
+
+def load_config(path: str | Path, *, benchmark: str | None = None) -> ClassifyConfig:
+    """Read a YAML config; keys not in :class:`ClassifyConfig` are an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist; pass --config FILE "
+                         "(per-benchmark defaults are in configs/classification/)")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a config is a YAML mapping of keys to values")
+    if benchmark is not None:
+        raw.setdefault("benchmark", benchmark)
+    known = {f for f in ClassifyConfig.__dataclass_fields__}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    if "benchmark" not in raw:
+        raise ValueError(f"{path}: no 'benchmark' key")
+    for section in ("data", "model", "train", "methods"):
+        if raw.get(section) is None:
+            raw.pop(section, None)
+        elif not isinstance(raw[section], dict):
+            raise ValueError(f"{path}: '{section}' must be a mapping")
+    return ClassifyConfig(**raw)
+
+
+def _set(cfg: ClassifyConfig, assignment: str) -> None:
+    """Apply ``--set a.b=value`` (value read as YAML, e.g. ``1.0e-3``, ``true``, ``[0.2, 0.2]``)."""
+    if "=" not in assignment:
+        raise ValueError(f"--set takes KEY=VALUE (e.g. train.lr=0.01), got {assignment!r}")
+    key, text = assignment.split("=", 1)
+    value = _number(yaml.safe_load(text)) if text.strip() else None
+    parts = key.strip().split(".")
+    top = parts[0]
+    if top not in ClassifyConfig.__dataclass_fields__:
+        raise ValueError(f"--set {key}: unknown key {top!r}; known: {sorted(ClassifyConfig.__dataclass_fields__)}")
+    if len(parts) == 1:
+        setattr(cfg, top, value)
+        return
+    target = getattr(cfg, top)
+    if not isinstance(target, dict):
+        raise ValueError(f"--set {key}: {top!r} is not a section")
+    for p in parts[1:-1]:
+        target = target.setdefault(p, {})
+        if not isinstance(target, dict):
+            raise ValueError(f"--set {key}: {p!r} is not a section")
+    target[parts[-1]] = value
+
+
+def build_config(args: argparse.Namespace) -> ClassifyConfig:
+    """The run's config: YAML file, then the command-line flags, then ``--set`` overrides."""
+    path = Path(args.config) if args.config else default_config_path(args.benchmark)
+    cfg = load_config(path, benchmark=args.benchmark)
+    if args.config and cfg.benchmark != args.benchmark:
+        raise ValueError(f"--config {path} is for benchmark {cfg.benchmark!r}, not {args.benchmark!r}")
+    cfg.benchmark = args.benchmark
+    cfg.method = args.method
+    if args.data_dir is not None:
+        cfg.data_dir = args.data_dir
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.device is not None:
+        cfg.device = args.device
+    if args.f_prior is not None:
+        if args.method != "blip":
+            raise ValueError("--f-prior is BLIP's Fisher prior: use it with --method blip")
+        cfg.methods.setdefault("blip", {})["f_prior"] = args.f_prior
+    for assignment in args.set or []:
+        _set(cfg, assignment)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: ClassifyConfig) -> None:
+    from ..core import METHODS
+    from .datasets import BENCHMARKS
+
+    if cfg.benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {cfg.benchmark!r}; choose one of {sorted(BENCHMARKS)}")
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
+    if isinstance(cfg.epochs, bool) or not isinstance(cfg.epochs, (int, float)) or int(cfg.epochs) != cfg.epochs \
+            or cfg.epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {cfg.epochs!r}")
+    cfg.epochs = int(cfg.epochs)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ValueError(f"seed must be an integer, got {cfg.seed!r}")
+    if cfg.threads is not None and (isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int)
+                                    or cfg.threads < 1):
+        raise ValueError(f"threads must be a positive integer or null, got {cfg.threads!r}")
+    if cfg.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {cfg.device!r}")
+    if "arch" not in cfg.model:
+        raise ValueError("model.arch is missing (mlp or alexnet)")
+    sig = inspect.signature(METHODS[cfg.method])
+    allowed = [p for p in sig.parameters if p != "trunk"]
+    unknown = sorted(set(cfg.method_options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for method {cfg.method!r}; it takes {allowed}")
+
+
+def _resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    return name
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ValueError(f"run directory {run_dir} already exists and is not empty; refusing to overwrite it. "
+                         "Choose a new --run-dir (or move the old one away).")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The equivalent ``blip-rl classify`` command with every flag that was given."""
+    parts = ["blip-rl", "classify", "--benchmark", args.benchmark, "--method", args.method]
+    for flag, value in (("--data-dir", args.data_dir), ("--config", args.config), ("--run-dir", args.run_dir),
+                        ("--epochs", args.epochs), ("--seed", args.seed), ("--f-prior", args.f_prior),
+                        ("--device", args.device)):
+        if value is not None:
+            parts += [flag, str(value)]
+    for assignment in args.set or []:
+        parts += ["--set", assignment]
+    return shlex.join(parts)
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    """Run one benchmark with one method; print the score matrix, ACC and BWT. Returns 0."""
+    import torch
+
+    cfg = build_config(args)
+    threads = torch.get_num_threads()
+    try:
+        return _run(cfg, args)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's setting as it was
+
+
+def _run(cfg: ClassifyConfig, args: argparse.Namespace) -> int:
+    import torch
+
+    from ..continual import run_sequence
+    from ..core import make_method
+    from ..io import atomic_write_text
+    from ..logging import RunLogger
+    from .datasets import load_benchmark
+    from .learner import ClassificationLearner, TrainConfig
+    from .models import build_model
+
+    run_dir = Path(args.run_dir)
+    _check_run_dir(run_dir)
+    device = _resolve_device(cfg.device)
+    unknown = sorted(set(cfg.train) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown train option(s) {unknown}; known: {sorted(TrainConfig.__dataclass_fields__)}")
+    train = TrainConfig(**_numbers(cfg.train))  # validates before any data is read
+    method_options = _numbers(cfg.method_options)
+
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    start = time.time()
+    tasks = load_benchmark(cfg.benchmark, cfg.data_dir, seed=cfg.seed, **cfg.data)
+    shapes = {t.input_shape for t in tasks}
+    if len(shapes) != 1:
+        raise ValueError(f"benchmark {cfg.benchmark!r} gave tasks of different input shapes {sorted(shapes)}")
+    torch.manual_seed(cfg.seed)
+    model_options = _numbers(cfg.model)
+    arch = model_options.pop("arch")
+    if "f_prior" in method_options:  # the layers' prior and the method's are one value
+        model_options["f_prior"] = method_options["f_prior"]
+    model = build_model(arch, input_shape=list(shapes.pop()), head_sizes=[t.n_classes for t in tasks],
+                        **model_options)
+    method = make_method(cfg.method, model.trunk, **method_options)
+
+    resolved = cfg.resolved()
+    resolved.update(device=device, method_options=method_options, train=asdict(train),
+                    model=dict(model.constructor_kwargs), tasks=[t.name for t in tasks])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_text = yaml.safe_dump(resolved, sort_keys=False)
+    atomic_write_text(run_dir / "config.yaml", config_text)
+    atomic_write_text(run_dir / "command.txt", _command_line(args) + "\n" + f"# argv: {shlex.join(sys.argv)}\n")
+
+    logger = RunLogger(run_dir / "tb")
+    logger.text("config", "```\n" + config_text + "```")
+    learner = ClassificationLearner(tasks, model, train=train, device=device, seed=cfg.seed, logger=logger,
+                                    extra={"config": resolved})
+    n_params = sum(p.numel() for p in model.trunk.parameters())
+    print(f"{cfg.benchmark}: {len(tasks)} tasks ({', '.join(learner.task_names)}), method {cfg.method} "
+          f"{method_options or ''}, {arch} trunk of {n_params:,} parameters, device {device}, "
+          f"up to {cfg.epochs} epochs per task; run dir {run_dir}")
+    try:
+        results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger, on_message=print)
+    finally:
+        logger.close()
+    print()
+    print(results.table())
+    print(f"ACC {100 * results.acc:.2f}%  BWT {100 * results.bwt:.2f}%  "
+          f"(epochs per task: {[learner.epochs_run.get(k, 0) for k in range(len(tasks))]}; "
+          f"{time.time() - start:.1f} s)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``classify`` subcommand to a ``blip-rl`` parser's subparsers; returns it."""
+    from .datasets import BENCHMARKS
+
+    p = subparsers.add_parser(
+        "classify",
+        help="continual image classification benchmark (MNIST-5, P-MNIST, CIFAR-10/100, ...)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS), help="task sequence")
+    p.add_argument("--method", required=True, choices=METHOD_NAMES, help="continual-learning method")
+    p.add_argument("--data-dir", default=None,
+                   help="folder of the dataset files (see blip_rl/classification/datasets.py; not for digits)")
+    p.add_argument("--config", default=None,
+                   help="YAML config (default: configs/classification/<benchmark>.yaml)")
+    p.add_argument("--run-dir", required=True, help="new (or empty) folder for results, checkpoints, logs")
+    p.add_argument("--epochs", type=int, default=None, help="most epochs per task (config: epochs)")
+    p.add_argument("--seed", type=int, default=None, help="seed (config: seed)")
+    p.add_argument("--f-prior", type=float, default=None,
+                   help="BLIP's F_prior on the true per-sample Fisher (config: methods.blip.f_prior)")
+    p.add_argument("--device", choices=DEVICES, default=None, help="config: device (default auto)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=0.01 --set model.hidden=200 (repeatable)")
+    p.set_defaults(func=run_classify)
+    return p

@@ -1,0 +1,361 @@
+"""SGD on a sequence of classification tasks, as a :class:`blip_rl.continual.Learner`.
+
+The paper's schedule (sec. 5.1, from HAT's code that the authors build on, ``approaches/blip.py``):
+plain SGD, batch 32, lr 0.05; after each epoch the validation loss is measured, and after
+``lr_patience`` (5) epochs without improvement the lr is divided by ``lr_factor`` (3) and the
+optimizer rebuilt; training stops when the lr falls below ``lr_min`` (1e-4) or after the epoch
+budget (paper: 200). At the end the weights of the best validation loss are restored, as HAT's and
+the authors' code do (``restore_best``); with BLIP those weights were clipped like every other
+step, so they lie in the frozen intervals too.
+
+The global step counts training samples seen. After each epoch ``on_update(global_step)`` is
+called, and, with a logger, the keys of :data:`TRAIN_KEYS` are written.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core import Blip, ContinualMethod, FisherData, blip_layers, make_method
+from ..io import atomic_torch_save
+from .datasets import Task
+from .models import build_model
+
+__all__ = ["TrainConfig", "ClassificationLearner", "TRAIN_KEYS", "LoadedCheckpoint", "load_checkpoint",
+           "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "blip-rl/classification/1"
+
+#: TensorBoard keys the learner writes (global step = training samples seen).
+TRAIN_KEYS = {
+    "loss": "train/loss",  # mean training loss of the epoch (cross-entropy + method penalty)
+    "lr": "train/lr",
+    "valid_loss": "train/valid_loss",  # cross-entropy on the task's validation split
+    "valid_acc": "train/valid_acc",
+    "epochs": "train/epochs",  # epochs task k ran (logged once, at the end of the task)
+}
+
+
+@dataclass
+class TrainConfig:
+    """Optimization of each task (defaults: the paper's sec. 5.1).
+
+    :param lr: initial SGD learning rate of every task.
+    :param batch_size: training minibatch size.
+    :param lr_factor: lr is divided by this after ``lr_patience`` epochs without a better
+        validation loss.
+    :param lr_patience: epochs without improvement before the lr drops.
+    :param lr_min: training of a task stops once the lr falls below this.
+    :param momentum: SGD momentum (paper: 0).
+    :param weight_decay: SGD weight decay (paper: 0).
+    :param restore_best: restore the weights of the best validation loss at the end of a task
+        (HAT's and the authors' code).
+    :param fisher_samples: training inputs drawn (seeded) for the Fisher at the end of a task;
+        ``None`` or 0 for all (authors: 8,000).
+    :param fisher_batch_size: inputs per Fisher backward pass.
+    :param eval_batch_size: inputs per forward pass when evaluating.
+    """
+
+    lr: float = 0.05
+    batch_size: int = 32
+    lr_factor: float = 3.0
+    lr_patience: int = 5
+    lr_min: float = 1e-4
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    restore_best: bool = True
+    fisher_samples: int | None = 8000
+    fisher_batch_size: int = 256
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "fisher_samples":
+                if value is not None:
+                    setattr(self, f.name, int(value))
+            elif f.name == "restore_best":
+                if not isinstance(value, bool):
+                    raise ValueError(f"train.restore_best must be true or false, got {value!r}")
+            elif f.name in ("batch_size", "lr_patience", "fisher_batch_size", "eval_batch_size"):
+                setattr(self, f.name, int(value))
+            else:
+                setattr(self, f.name, float(value))  # YAML reads 1e-4 (no dot) as a string
+        if self.lr <= 0 or self.lr_min <= 0 or self.lr_factor <= 1:
+            raise ValueError("train.lr and train.lr_min must be > 0 and train.lr_factor > 1")
+        if min(self.batch_size, self.lr_patience, self.fisher_batch_size, self.eval_batch_size) < 1:
+            raise ValueError("train.batch_size, lr_patience, fisher_batch_size and eval_batch_size must be >= 1")
+        if self.fisher_samples is not None and self.fisher_samples < 0:
+            raise ValueError("train.fisher_samples must be >= 0 (0 or null: all training inputs)")
+
+
+class ClassificationLearner:
+    """Learns classification tasks one after another with a multi-head model (see :mod:`.models`).
+
+    :param tasks: the benchmark's tasks, in order.
+    :param model: a model with ``.trunk``, ``.heads`` (one per task), ``forward(x, task)`` and
+        ``constructor_kwargs`` (:func:`blip_rl.classification.models.build_model`).
+    :param train: optimization settings.
+    :param device: where the model and the current task's data live.
+    :param seed: seeds minibatch order, Fisher sampling and the Fisher inputs drawn.
+    :param logger: a :class:`blip_rl.logging.RunLogger` for :data:`TRAIN_KEYS`, or ``None``.
+    :param extra: anything JSON-like to store in checkpoints (e.g. the resolved run config).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        model: nn.Module,
+        *,
+        train: TrainConfig | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        logger: Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.tasks = list(tasks)
+        if not self.tasks:
+            raise ValueError("a learner needs at least one task")
+        if len(model.heads) != len(self.tasks):
+            raise ValueError(f"the model has {len(model.heads)} heads for {len(self.tasks)} tasks")
+        for k, (task, head) in enumerate(zip(self.tasks, model.heads)):
+            if head.out_features != task.n_classes:
+                raise ValueError(f"head {k} has {head.out_features} outputs, task {task.name} has {task.n_classes} classes")
+        self.task_names = [t.name for t in self.tasks]
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.trunk = model.trunk
+        self.train_cfg = train or TrainConfig()
+        self.seed = int(seed)
+        self.logger = logger
+        self.extra = dict(extra or {})
+        self.global_step = 0
+        #: epochs each task ran (after early stopping), by task index
+        self.epochs_run: dict[int, int] = {}
+        self._method: ContinualMethod | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._hook = None
+        self._data: dict[str, torch.Tensor] = {}
+
+    # -- the Learner protocol ----------------------------------------------------------------
+    def begin_task(self, k: int, method: ContinualMethod) -> None:
+        """Put task k's data on the device and build a fresh SGD optimizer with the method's hook."""
+        self._method = method
+        task = self.tasks[k]
+        self._data = {name: getattr(task, name).to(self.device)
+                      for name in ("x_train", "y_train", "x_valid", "y_valid")}
+        self._set_optimizer(method, self.train_cfg.lr)
+
+    def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> None:
+        """Train task k for at most ``budget`` epochs with the validation-loss lr schedule."""
+        if self._method is None or self._optimizer is None:
+            raise ValueError("call begin_task(k, method) before learn(k, ...)")
+        cfg = self.train_cfg
+        lr, patience = cfg.lr, cfg.lr_patience
+        best_loss = math.inf
+        best_state = self._snapshot() if cfg.restore_best else None
+        gen = torch.Generator().manual_seed(self.seed * 1000 + k)
+        epochs = 0
+        for _ in range(budget):
+            train_loss = self._train_epoch(k, gen)
+            epochs += 1
+            valid_loss, valid_acc = self._loss_acc(k, self._data["x_valid"], self._data["y_valid"])
+            self._log({"loss": train_loss, "lr": lr, "valid_loss": valid_loss, "valid_acc": valid_acc})
+            on_update(self.global_step)
+            if math.isnan(train_loss) or math.isnan(valid_loss):
+                break  # keep the best weights so far, as the authors' code does
+            if valid_loss < best_loss:
+                best_loss, patience = valid_loss, cfg.lr_patience
+                if cfg.restore_best:
+                    best_state = self._snapshot()
+            else:
+                patience -= 1
+                if patience <= 0:
+                    lr /= cfg.lr_factor
+                    if lr < cfg.lr_min:
+                        break
+                    patience = cfg.lr_patience
+                    self._set_optimizer(self._method, lr)  # the authors rebuild the optimizer
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.epochs_run[k] = epochs
+        self._log({"epochs": epochs})
+
+    def fisher_data(self, k: int) -> FisherData:
+        """Task k's training inputs (a seeded draw of ``fisher_samples``) and head k's logits in
+        eval mode (dropout off, as the authors' ``estimate_fisher``)."""
+        x = self.tasks[k].x_train
+        cap = self.train_cfg.fisher_samples
+        if cap and len(x) > cap:
+            idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed * 1000 + k))[:cap]
+            x = x[idx]
+        model = self.model
+
+        def logits(inputs: torch.Tensor, k: int = k) -> torch.Tensor:
+            model.eval()
+            return model(inputs, k)
+
+        return FisherData(
+            inputs=x.to(self.device),
+            logits_fn=logits,
+            batch_size=self.train_cfg.fisher_batch_size,
+            generator=torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k),
+        )
+
+    def evaluate(self, k: int) -> float:
+        """Test accuracy in [0, 1] of head k on task k."""
+        task = self.tasks[k]
+        return self._loss_acc(k, task.x_test, task.y_test)[1]
+
+    def normalize(self, k: int, score: float) -> float | None:
+        """Accuracy is already in [0, 1]."""
+        return score
+
+    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int) -> None:
+        """Atomic checkpoint that :func:`load_checkpoint` rebuilds alone (model, method, tasks)."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model_kwargs": copy.deepcopy(self.model.constructor_kwargs),
+            "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "method": {"name": method.name, "kwargs": method_kwargs(method), "state": _to_cpu(method.state_dict())},
+            "tasks": [{"name": t.name, "n_classes": t.n_classes} for t in self.tasks],
+            "tasks_done": int(tasks_done),
+            "global_step": int(self.global_step),
+            "train": asdict(self.train_cfg),
+            "seed": self.seed,
+            "epochs_run": [int(self.epochs_run.get(i, 0)) for i in range(len(self.tasks))],
+            "extra": self.extra,
+        }
+        atomic_torch_save(state, path)
+
+    # -- internals -------------------------------------------------------------------------
+    def _set_optimizer(self, method: ContinualMethod, lr: float) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+        cfg = self.train_cfg
+        # Heads of other tasks get no gradient (their loss is not computed), so SGD leaves them.
+        self._optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=cfg.momentum,
+                                          weight_decay=cfg.weight_decay)
+        self._hook = method.attach_optimizer(self._optimizer)
+
+    def _train_epoch(self, k: int, gen: torch.Generator) -> float:
+        x, y = self._data["x_train"], self._data["y_train"]
+        opt, method = self._optimizer, self._method
+        self.model.train()
+        total, count = 0.0, 0
+        for idx in torch.randperm(len(x), generator=gen).split(self.train_cfg.batch_size):
+            idx = idx.to(self.device)
+            loss = F.cross_entropy(self.model(x[idx], k), y[idx])
+            penalty = method.penalty()
+            if penalty is not None:
+                loss = loss + penalty
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()  # the method's after_step (BLIP: clip into the frozen interval) runs here
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            self.global_step += len(idx)
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def _loss_acc(self, k: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        self.model.eval()
+        loss, correct = 0.0, 0
+        for start in range(0, len(x), self.train_cfg.eval_batch_size):
+            xb = x[start:start + self.train_cfg.eval_batch_size].to(self.device)
+            yb = y[start:start + self.train_cfg.eval_batch_size].to(self.device)
+            logits = self.model(xb, k)
+            loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+        return loss / len(x), correct / len(x)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _log(self, values: dict[str, float]) -> None:
+        if self.logger is not None:
+            for key, value in values.items():
+                self.logger.scalar(TRAIN_KEYS[key], value, self.global_step)
+
+
+def method_kwargs(method: ContinualMethod) -> dict[str, Any]:
+    """Constructor options of ``method`` that its ``state_dict`` does not hold (for rebuilding).
+
+    BLIP's F_prior lives in the layers' buffers (``fisher_prior``), so it is not needed here.
+    """
+    out: dict[str, Any] = {}
+    for name in ("ig_rule", "ewc_lambda", "gamma"):
+        if hasattr(method, name):
+            out[name] = getattr(method, name)
+    if isinstance(method, Blip):
+        out["strict_radius"] = any(layer.strict_radius for _, layer in blip_layers(method.trunk))
+    return out
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` rebuilds.
+
+    :param model: the multi-head model with its trained weights and BLIP state.
+    :param method: the continual method on ``model.trunk`` with its state.
+    :param task_names: all tasks of the run, in order (``model.heads[k]`` is task k's head).
+    :param tasks_done: tasks learned when the checkpoint was written.
+    """
+
+    model: nn.Module
+    method: ContinualMethod
+    task_names: list[str]
+    n_classes: list[int]
+    tasks_done: int
+    global_step: int
+    train: TrainConfig
+    seed: int
+    extra: dict[str, Any]
+
+
+def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model and method of a checkpoint written by :meth:`ClassificationLearner.save`.
+
+    :raises ValueError: for a file that is not a classification checkpoint of this format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a blip-rl classification checkpoint (format {CHECKPOINT_FORMAT})")
+    kwargs = dict(state["model_kwargs"])
+    model = build_model(kwargs.pop("arch"), **kwargs)
+    model.load_state_dict(state["model_state"])
+    model.to(device)
+    m = state["method"]
+    method = make_method(m["name"], model.trunk, **m["kwargs"])
+    method.load_state_dict(m["state"])
+    return LoadedCheckpoint(
+        model=model,
+        method=method,
+        task_names=[t["name"] for t in state["tasks"]],
+        n_classes=[int(t["n_classes"]) for t in state["tasks"]],
+        tasks_done=int(state["tasks_done"]),
+        global_step=int(state["global_step"]),
+        train=TrainConfig(**state["train"]),
+        seed=int(state["seed"]),
+        extra=dict(state["extra"]),
+    )

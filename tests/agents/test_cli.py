@@ -1,0 +1,103 @@
+"""`blip-rl train` / `eval` / `games` through the command line, in subprocesses."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["--steps-per-game", "128", "--n-envs", "2", "--set", "ppo.n_steps=64", "--set", "ppo.n_minibatches=2",
+        "--eval-episodes", "1", "--set", "eval.max_episode_steps=60", "--set", "eval.n_envs=1",
+        "--set", "fisher_samples=64", "--set", "features_dim=64", "--device", "cpu", "--no-progress"]
+
+
+def blip_rl(*args, check=True):
+    out = subprocess.run([sys.executable, "-m", "blip_rl.cli", *map(str, args)], capture_output=True, text=True,
+                         timeout=300)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for method in ("blip", "ewc", "ft", "ft-fix"):
+        blip_rl("train", "--games", "kungfu,boxing", "--method", method, "--run-dir", root / method, *TINY)
+    return root
+
+
+@pytest.mark.parametrize("method", ["blip", "ewc", "ft", "ft-fix"])
+def test_two_game_run_writes_every_file(runs, method):
+    run = runs / method
+    for name in ("config.yaml", "command.txt", "results.json", "results.csv", "checkpoints/0_kungfu.pt",
+                 "checkpoints/1_boxing.pt", "checkpoints/latest.pt"):
+        assert (run / name).is_file(), name
+    results = json.loads((run / "results.json").read_text())
+    assert results["method"] == method and results["tasks"] == ["kungfu", "boxing"]
+    assert len(results["raw"]) == 2 and results["raw"][0][1] is None and results["raw"][1][1] is not None
+    assert results["acc"] is not None
+    assert "method blip" not in (run / "command.txt").read_text() or method == "blip"
+
+
+def test_tensorboard_tags_are_written(runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags, images = set(), set()
+    for f in (runs / "blip" / "tb").glob("events.out.tfevents.*"):
+        ea = EventAccumulator(str(f), size_guidance={"images": 0})
+        ea.Reload()
+        tags |= set(ea.Tags()["scalars"])
+        images |= set(ea.Tags()["images"])
+    for tag in ("eval/kungfu/score", "eval/kungfu/normalized", "eval/boxing/score", "eval/accumulated_normalized",
+                "continual/acc", "continual/bwt", "bits/cnn.4.weight/mean_bits", "bits/linear.0.weight/frac_any",
+                "train/value_loss", "time/fps"):
+        assert tag in tags, (tag, sorted(tags))
+    assert "bits_heatmap/cnn.4" in images
+
+
+def test_eval_first_game_from_checkpoint_after_second(runs):
+    ckpt = runs / "blip" / "checkpoints" / "1_boxing.pt"
+    out = blip_rl("eval", ckpt, "--game", "kungfu", "--json")
+    result = json.loads(out.stdout)
+    assert result["game"] == "kungfu" and result["games_learned"] == ["kungfu", "boxing"]
+    assert len(result["scores"]) == 1
+    # Same seeds and settings as the run's own evaluation: the results matrix entry is reproduced.
+    matrix = json.loads((runs / "blip" / "results.json").read_text())["raw"]
+    assert result["mean"] == matrix[1][0]
+
+
+def test_eval_of_a_game_not_learned_lists_those_learned(runs):
+    out = blip_rl("eval", runs / "blip" / "checkpoints" / "0_kungfu.pt", "--game", "boxing", check=False)
+    assert out.returncode == 2
+    assert "not learned" in out.stderr and "kungfu" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_existing_run_dir_is_refused_and_kept(runs):
+    before = (runs / "ft" / "results.json").read_text()
+    out = blip_rl("train", "--games", "kungfu", "--run-dir", runs / "ft", *TINY, check=False)
+    assert out.returncode == 2 and "already exists" in out.stderr
+    assert (runs / "ft" / "results.json").read_text() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--games", "kungfoo"], "unknown game"),
+    (["--games", ""], "at least one game"),
+    (["--games", "kungfu,kungfu"], "named twice"),
+    (["--games", "kungfu", "--steps-per-game", "10"], "below one rollout"),
+    (["--games", "kungfu", "--set", "ppo.n_step=3"], "did you mean ppo.n_steps"),
+    (["--games", "kungfu", "--method", "sgd"], "method must be one of"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, args, message):
+    tiny = [a for a in TINY if a != "--no-progress"]
+    out = blip_rl("train", "--run-dir", tmp_path / "r", *tiny, *args, check=False)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr.lower() or message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_games_lists_the_registry():
+    out = blip_rl("games")
+    for name in ("kungfu", "boxing", "jamesbond", "krull", "riverraid", "spaceinvaders"):
+        assert name in out.stdout

@@ -1,0 +1,77 @@
+"""ContinualPPO against stock SB3 PPO, and what BLIP keeps of the first game."""
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from blip_rl.agents.learner import AtariLearner, load_checkpoint
+from blip_rl.agents.policies import MultiHeadPolicy
+from blip_rl.agents.ppo import ContinualPPO
+from blip_rl.config import load_config
+from blip_rl.core import FineTune, blip_layers, make_method
+from blip_rl.envs import make_vec_env
+
+PPO_KW = dict(n_steps=32, batch_size=32, n_epochs=2, learning_rate=lambda p: 1e-3 * p, seed=3, device="cpu",
+              policy_kwargs={"extractor_kwargs": {"features_dim": 64}, "optimizer_kwargs": {"eps": 1e-5}})
+
+
+def test_noop_method_matches_stock_sb3_ppo_step_for_step():
+    stock = PPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **PPO_KW)
+    stock.learn(128)
+    ours = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **PPO_KW)
+    ours.method = FineTune(ours.policy.trunk)
+    ours.start_game(ours.env, 0, budget=128)  # the env SB3 seeded in the constructor, as for stock
+    ours.learn(128, reset_num_timesteps=False)
+    for (name, a), (_, b) in zip(stock.policy.state_dict().items(), ours.policy.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def _learn_two_games(method, tmp_path):
+    cfg = load_config(None, {
+        "games": "kungfu,boxing", "method": method, "steps_per_game": 256, "env.n_envs": 2,
+        "ppo.n_steps": 64, "ppo.n_minibatches": 2, "ppo.learning_rate": 3e-3, "ppo.lr_decay": False,
+        "features_dim": 64, "fisher_samples": 128, "device": "cpu", "seed": 0})
+    learner = AtariLearner(cfg)
+    m = make_method(method, learner.trunk, **({"f_prior": 1e-14} if method == "blip" else {}))
+    states = None
+    learner.begin_task(0, m)
+    learner.learn(0, cfg.steps_per_game, lambda s: None)
+    m.end_task(1, learner.fisher_data(0) if m.needs_fisher else None)
+    states = torch.as_tensor(make_vec_env("kungfu", n_envs=16, seed=7).reset())
+    with torch.no_grad():
+        p1 = torch.softmax(learner.policy.head_logits(states, 0), -1)
+    frozen = {n: (l.weight_anchor.clone(), l.weight_bits.clone(), l.bound("weight")) for n, l in blip_layers(learner.trunk)}
+    learner.begin_task(1, m)
+    learner.learn(1, cfg.steps_per_game, lambda s: None)
+    with torch.no_grad():
+        p2 = torch.softmax(learner.policy.head_logits(states, 0), -1)
+    learner.save(tmp_path / f"{method}.pt", m, tasks_done=2)
+    learner.close()
+    return learner, frozen, (p2 - p1).abs().max().item()
+
+
+def test_blip_keeps_first_game_policy_within_frozen_intervals_while_ft_moves(tmp_path):
+    learner, frozen, blip_shift = _learn_two_games("blip", tmp_path)
+    for name, layer in blip_layers(learner.trunk):
+        anchor, bits, bound = frozen[name]
+        radius = bound * torch.exp2(-bits.float())
+        assert torch.all((layer.weight.detach() - anchor).abs() <= radius + 4e-7 * bound), name
+    _, _, ft_shift = _learn_two_games("ft", tmp_path)
+    assert ft_shift > 0.01
+    assert blip_shift < 0.2 * ft_shift, (blip_shift, ft_shift)
+    # The checkpoint alone rebuilds both heads and the BLIP state.
+    policy, meta = load_checkpoint(tmp_path / "blip.pt")
+    assert meta["games"] == ["kungfu", "boxing"] and policy.n_heads == 2
+    for (name, a), (_, b) in zip(blip_layers(learner.trunk), blip_layers(policy.trunk)):
+        assert torch.equal(a.weight_bits, b.weight_bits)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    from blip_rl.agents.learner import CheckpointError
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
