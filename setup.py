@@ -30,7 +30,8 @@ setup(
         "torch>=2.1,<3",
         "numpy>=1.24,<3",
         "gymnasium>=1.0,<2",
-        "ale-py>=0.10,<1",
+        "ale-py>=0.12,<0.13",  # the native vector env wrapper relies on 0.12 semantics
+        "opencv-python-headless>=4.8,<5",  # SB3's Atari wrappers (the sb3 env backend)
         "stable-baselines3>=2.3,<3",
         "tensorboard>=2.12,<3",
         "pyyaml>=6,<7",

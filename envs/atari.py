@@ -70,6 +70,11 @@ class AtariVecEnv(VecEnv):
     and ``reward_clipping=False``: this wrapper clips rewards itself when training so that it can
     add the raw rewards up into the game score.
 
+    Small differences from the ``"sb3"`` backend's baselines wrappers: after a life loss the game
+    simply goes on (no no-op step, no FIRE press, frame stack kept; SB3's ``VecFrameStack``
+    zeroes it at every done), FIRE is pressed once at reset (baselines: FIRE then UP), and
+    frames are turned gray with ALE's palette rather than OpenCV's RGB->gray.
+
     The sub-envs are C++ objects, not Python envs: ``get_attr`` / ``set_attr`` / ``env_method``
     act on this wrapper (one value shared by all envs), ``env_is_wrapped(Monitor)`` is True
     (this class writes Monitor's ``"episode"`` infos itself) and rendering is not supported.
@@ -326,6 +331,13 @@ def _make_sb3_vec_env(
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
+    try:
+        import cv2  # noqa: F401  (SB3's AtariWrapper resizes and grays frames with OpenCV)
+    except ImportError as exc:
+        raise ImportError(
+            "backend='sb3' needs OpenCV for SB3's AtariWrapper: pip install opencv-python-headless "
+            "(or use the default backend='ale')"
+        ) from exc
     gym.register_envs(ale_py)
     venv = make_atari_env(
         game.gym_id,
