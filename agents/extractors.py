@@ -23,6 +23,8 @@ class BlipAtariCNN(BaseFeaturesExtractor):
     :param quantized: BLIP layers (True) or plain ``nn.Conv2d`` / ``nn.Linear`` (False).
     :param max_bits: N, bits per parameter (paper: 20).
     :param f_prior: F_prior of the BLIP layers.
+    :param channels_last: keep conv weights and activations in channels-last memory format
+        (faster convolutions on many CPUs and on GPUs with tensor cores).
     """
 
     def __init__(
@@ -33,8 +35,10 @@ class BlipAtariCNN(BaseFeaturesExtractor):
         quantized: bool = True,
         max_bits: int = DEFAULT_MAX_BITS,
         f_prior: float = DEFAULT_F_PRIOR,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(observation_space, features_dim)
+        self.channels_last = channels_last
         if len(observation_space.shape) != 3:
             raise ValueError(f"BlipAtariCNN needs channel-first images (C, H, W), got {observation_space.shape}")
         c = observation_space.shape[0]
@@ -52,6 +56,10 @@ class BlipAtariCNN(BaseFeaturesExtractor):
         with torch.no_grad():
             n_flat = self.cnn(torch.zeros(1, *observation_space.shape)).shape[1]
         self.linear = nn.Sequential(lin(n_flat, features_dim), nn.ReLU())
+        if channels_last:
+            self.cnn.to(memory_format=torch.channels_last)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            observations = observations.contiguous(memory_format=torch.channels_last)
         return self.linear(self.cnn(observations))

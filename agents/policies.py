@@ -6,6 +6,7 @@ k. The trunk (``features_extractor``) is what a continual method protects.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,17 @@ class MultiHeadPolicy(ActorCriticPolicy):
         kwargs.setdefault("net_arch", [])
         kwargs.setdefault("share_features_extractor", True)
         self.active = 0
+        #: bf16 (the "fast" mode) runs the trunk under autocast; parameters stay float32.
+        self.autocast_dtype: torch.dtype | None = None
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    def extract_features(self, obs, features_extractor=None):  # type: ignore[override]
+        """SB3's feature extraction, under autocast in fast mode; features come back float32."""
+        if self.autocast_dtype is None:
+            return super().extract_features(obs, features_extractor)
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
+            features = super().extract_features(obs, features_extractor)
+        return features.float()
 
     # -- heads -----------------------------------------------------------------------------------
     def _build(self, lr_schedule) -> None:
@@ -84,9 +95,18 @@ class MultiHeadPolicy(ActorCriticPolicy):
         return self.features_extractor
 
     # -- helpers for the continual loop ----------------------------------------------------------
-    def head_logits(self, obs: torch.Tensor, k: int) -> torch.Tensor:
-        """Logits of head ``k`` for raw observations (uint8 images, batch-first)."""
-        features = self.extract_features(obs, self.pi_features_extractor)
+    def head_logits(self, obs: torch.Tensor, k: int, *, exact: bool = False) -> torch.Tensor:
+        """Logits of head ``k`` for raw observations (uint8 images, batch-first).
+
+        :param exact: float32 even in fast mode (the Fisher is always computed in float32).
+        """
+        saved = self.autocast_dtype
+        if exact:
+            self.autocast_dtype = None
+        try:
+            features = self.extract_features(obs, self.pi_features_extractor)
+        finally:
+            self.autocast_dtype = saved
         latent_pi = self.mlp_extractor.forward_actor(features)
         return self.action_heads[k](latent_pi)
 

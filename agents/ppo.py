@@ -1,10 +1,11 @@
 """ContinualPPO: stable-baselines3's PPO with a continual method's hooks in its update.
 
 The one override of SB3 in this project. ``train`` mirrors ``stable_baselines3.ppo.PPO.train``
-of SB3 2.9.2 line for line, with three additions: the method's ``penalty()`` is added to the
-loss before ``backward()``; an optional bf16 autocast of the network's forward/backward (the
-"fast" mode; parameters, optimizer, clipping, bits and Fisher stay float32); a non-finite loss
-stops training with a clear error. ``after_step`` runs through the optimizer's step hook
+of SB3 2.9.2 line for line, with two additions: the method's ``penalty()`` is added to the loss
+before ``backward()``, and a non-finite loss stops training with a clear error. Statistics stay
+tensors until the end of the update (no device sync per minibatch). The "fast" mode runs the
+trunk under bf16 autocast in rollouts and updates (:class:`MultiHeadPolicy.extract_features`);
+parameters, optimizer, clipping, bits and Fisher stay float32. ``after_step`` runs through the optimizer's step hook
 (:meth:`ContinualMethod.attach_optimizer`), so it runs after every ``optimizer.step()``.
 
 Per game (``start_game``): a fresh optimizer and linear LR decay within the game, the game's
@@ -13,7 +14,6 @@ head and env, and fresh episode statistics.
 from __future__ import annotations
 
 from collections import deque
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,8 @@ class ContinualPPO(PPO):
         self._game_budget = 0
         self._hook = None
         super().__init__(*args, **kwargs)
+        if fast:
+            self.policy.autocast_dtype = th.bfloat16
 
     # -- per game --------------------------------------------------------------------------------
     def start_game(self, env: VecEnv, head: int, budget: int, *, adam_eps: float = 1e-5) -> None:
@@ -80,11 +82,6 @@ class ContinualPPO(PPO):
         else:
             super()._update_current_progress_remaining(num_timesteps, total_timesteps)
 
-    def _autocast(self):
-        if not self.fast:
-            return nullcontext()
-        return th.autocast(device_type=self.device.type, dtype=th.bfloat16)
-
     # -- the update (mirrors SB3 2.9.2 PPO.train) ------------------------------------------------
     def train(self) -> None:
         self.policy.set_training_mode(True)
@@ -105,11 +102,8 @@ class ContinualPPO(PPO):
                 if isinstance(self.action_space, spaces.Discrete):
                     actions = rollout_data.actions.long().flatten()
 
-                with self._autocast():
-                    values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
-                values = values.flatten().float()
-                log_prob = log_prob.float()
-                entropy = entropy.float() if entropy is not None else None
+                values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+                values = values.flatten()
                 advantages = rollout_data.advantages
                 if self.normalize_advantage and len(advantages) > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

@@ -73,39 +73,135 @@ def _method_kwargs(cfg) -> dict[str, Any]:
     return {}
 
 
+class _StopOnSignal:
+    """SIGINT/SIGTERM ask the run to stop after the current update (a second one kills)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopOnSignal":
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+_RUN_FLAGS = ("config", "games", "method", "steps_per_game", "n_envs", "seed", "device", "backend", "fast",
+              "eval_every", "eval_episodes", "f_prior", "ig_rule", "set", "run_dir")
+
+
+def _resume_state(run_dir: Path):
+    """Config, results and newest checkpoint payload (or None) of an existing run dir."""
+    import json as _json
+
+    from .agents.learner import read_checkpoint
+    from .config import load_config
+    from .continual import LATEST, PROGRESS, Results
+
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a blip-rl run dir (no config.yaml); start a run with --run-dir")
+    cfg = load_config(run_dir / "config.yaml")
+    results = None
+    if (run_dir / "results.json").is_file():
+        try:
+            results = Results.from_dict(_json.loads((run_dir / "results.json").read_text()))
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"{run_dir / 'results.json'} is unreadable ({exc}); it was written atomically, so "
+                            "it was changed by hand: restore it or start a new run") from None
+    payloads = [read_checkpoint(run_dir / "checkpoints" / name) for name in (LATEST, PROGRESS)
+                if (run_dir / "checkpoints" / name).is_file()]
+    payload = max(payloads, key=lambda p: (p["global_step"], p["tasks_done"]), default=None)
+    return cfg, results, payload
+
+
 def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from .config import load_config, to_dict
 
-    cfg = load_config(args.config, _train_overrides(args))
-    from .envs import parse_games
+    payload = results = None
+    if args.resume:
+        given = [f"--{f.replace('_', '-')}" for f in _RUN_FLAGS if getattr(args, f) not in (None, False)]
+        if given:
+            raise UserError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise UserError(f"cannot resume: {run_dir} does not exist")
+        cfg, results, payload = _resume_state(run_dir)
+    else:
+        if not args.run_dir:
+            raise UserError("give --run-dir DIR for a new run (or --resume DIR to continue one)")
+        cfg = load_config(args.config, _train_overrides(args))
+        from .envs import parse_games
 
-    parse_games(cfg.games)  # unknown / duplicate games fail before anything is written
-    run_dir = prepare_run_dir(Path(args.run_dir))
-    write_run_files(run_dir, to_dict(cfg), argv)
+        parse_games(cfg.games)  # unknown / duplicate games fail before anything is written
+        run_dir = prepare_run_dir(Path(args.run_dir))
+        write_run_files(run_dir, to_dict(cfg), argv)
 
+    import yaml
     from tqdm import tqdm
 
     from .agents.learner import AtariLearner
-    from .continual import run_sequence
+    from .agents.ppo import NonFiniteLossError
+    from .continual import Interrupted, run_sequence
     from .core import make_method
     from .logging import RunLogger
 
-    logger = RunLogger(run_dir / "tb")
-    import yaml
-
-    logger.text("config", "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
     learner = AtariLearner(cfg, tb_dir=run_dir / "tb")
     method = make_method(cfg.method, learner.trunk, **_method_kwargs(cfg))
+    tasks_done = None
+    if payload is not None:
+        learner.restore(payload, method)
+        tasks_done = payload["tasks_done"]
+    if tasks_done == len(cfg.games) and results is not None and len(results.raw) == len(cfg.games):
+        learner.close()
+        print(f"{run_dir} is complete: all {len(cfg.games)} games learned.\n")
+        print(results.table())
+        return 0
+    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None)
+    if payload is None:
+        logger.text("config", "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
+    else:
+        print(f"resuming {run_dir} at env step {learner.global_step} "
+              f"({tasks_done} of {len(cfg.games)} games done)")
     total = cfg.steps_per_game * len(cfg.games)
-    bar = tqdm(total=total, unit="step", desc=f"{cfg.method} {','.join(cfg.games)}", dynamic_ncols=True,
-               disable=args.no_progress)
+    bar = tqdm(total=total, initial=min(learner.global_step, total), unit="step", dynamic_ncols=True,
+               desc=f"{cfg.method} {','.join(cfg.games)}", disable=args.no_progress)
 
     def progress(step: int) -> None:
-        bar.update(step - bar.n)
+        bar.update(min(step, total) - bar.n)
 
+    resume_cmd = f"blip-rl train --resume {shlex.quote(str(run_dir))}"
     try:
-        results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
-                               eval_every=cfg.eval.every, on_progress=progress, on_message=bar.write)
+        with _StopOnSignal() as stop:
+            results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
+                                   eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
+                                   results=results, tasks_done=tasks_done, on_progress=progress,
+                                   on_message=bar.write, should_stop=stop.requested)
+    except Interrupted as exc:
+        bar.close()
+        print(f"\nblip-rl: stopped at env step {exc.step}; checkpoint {exc.checkpoint}.\n"
+              f"Resume with: {resume_cmd}", file=sys.stderr)
+        return 128 + (stop.signum or 2)
+    except NonFiniteLossError as exc:
+        bar.close()
+        print(f"\nblip-rl: error: {exc}.\nNothing after the last good checkpoint was saved "
+              f"({run_dir / 'checkpoints'}); resume from it with: {resume_cmd}", file=sys.stderr)
+        return 1
     finally:
         bar.close()
         learner.close()
@@ -205,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--f-prior", type=float, help="BLIP's F_prior")
     t.add_argument("--ig-rule", help="paper | official")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. ppo.n_steps=128")
-    t.add_argument("--run-dir", required=True, help="new directory for this run's files")
+    t.add_argument("--run-dir", help="new directory for this run's files")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 
@@ -246,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args, argv)
-    except (UserError, ConfigError, ValueError, FileNotFoundError) as exc:
+    except (UserError, ConfigError, ValueError, FileNotFoundError, PermissionError) as exc:
         print(f"blip-rl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

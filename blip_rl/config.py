@@ -89,6 +89,7 @@ class TrainConfig:
     fisher_samples: int = 2000  #: states from the policy's own last rollouts for the Fisher
     fisher_batch_size: int = 250
     torch_threads: int = 0  #: 0: PyTorch's default
+    checkpoint_every: int = 500_000  #: env steps between resumable checkpoints inside a game (0: per game only)
     env: EnvConfig = field(default_factory=EnvConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     blip: BlipConfig = field(default_factory=BlipConfig)
@@ -112,6 +113,8 @@ class TrainConfig:
         for key, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0 (0: after each game only), got {self.checkpoint_every}")
         if self.eval.every < 0:
             raise ConfigError(f"eval.every must be >= 0 (0: evaluate after each game only), got {self.eval.every}")
         rollout = self.ppo.n_steps * self.env.n_envs

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,19 +223,23 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def run_classify(args: argparse.Namespace) -> int:
-    """Run one benchmark with one method; print the score matrix, ACC and BWT. Returns 0."""
+def run_classify(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run one benchmark with one method; print the score matrix, ACC and BWT. Returns 0.
+
+    :param argv: the command line after ``blip-rl`` (for ``command.txt``); ``None`` writes the
+        equivalent command rebuilt from ``args``.
+    """
     import torch
 
     cfg = build_config(args)
     threads = torch.get_num_threads()
     try:
-        return _run(cfg, args)
+        return _run(cfg, args, argv)
     finally:
         torch.set_num_threads(threads)  # leave the caller's setting as it was
 
 
-def _run(cfg: ClassifyConfig, args: argparse.Namespace) -> int:
+def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) -> int:
     import torch
 
     from ..continual import run_sequence
@@ -278,7 +281,8 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     config_text = yaml.safe_dump(resolved, sort_keys=False)
     atomic_write_text(run_dir / "config.yaml", config_text)
-    atomic_write_text(run_dir / "command.txt", _command_line(args) + "\n" + f"# argv: {shlex.join(sys.argv)}\n")
+    command = shlex.join(["blip-rl", *argv]) if argv is not None else _command_line(args)
+    atomic_write_text(run_dir / "command.txt", command + "\n")
 
     logger = RunLogger(run_dir / "tb")
     logger.text("config", "```\n" + config_text + "```")

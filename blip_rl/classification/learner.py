@@ -96,6 +96,19 @@ class TrainConfig:
             raise ValueError("train.fisher_samples must be >= 0 (0 or null: all training inputs)")
 
 
+@dataclass
+class _Progress:
+    """The lr schedule of the task being learned (what a resumable checkpoint keeps)."""
+
+    task: int
+    lr: float
+    patience: int
+    best_state: dict[str, torch.Tensor] | None
+    epoch: int = 0
+    best_loss: float = math.inf
+    finished: bool = False
+
+
 class ClassificationLearner:
     """Learns classification tasks one after another with a multi-head model (see :mod:`.models`).
 
@@ -143,50 +156,76 @@ class ClassificationLearner:
         self._optimizer: torch.optim.Optimizer | None = None
         self._hook = None
         self._data: dict[str, torch.Tensor] = {}
+        self._progress: _Progress | None = None
+        self._generator = torch.Generator()
+        self._resume: dict[str, Any] | None = None
 
     # -- the Learner protocol ----------------------------------------------------------------
     def begin_task(self, k: int, method: ContinualMethod) -> None:
-        """Put task k's data on the device and build a fresh SGD optimizer with the method's hook."""
+        """Put task k's data on the device, build a fresh SGD optimizer with the method's hook and
+        start the lr schedule (or take up a resumed one, see :meth:`restore`)."""
         self._method = method
         task = self.tasks[k]
         self._data = {name: getattr(task, name).to(self.device)
                       for name in ("x_train", "y_train", "x_valid", "y_valid")}
-        self._set_optimizer(method, self.train_cfg.lr)
-
-    def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> None:
-        """Train task k for at most ``budget`` epochs with the validation-loss lr schedule."""
-        if self._method is None or self._optimizer is None:
-            raise ValueError("call begin_task(k, method) before learn(k, ...)")
         cfg = self.train_cfg
-        lr, patience = cfg.lr, cfg.lr_patience
-        best_loss = math.inf
-        best_state = self._snapshot() if cfg.restore_best else None
-        gen = torch.Generator().manual_seed(self.seed * 1000 + k)
-        epochs = 0
-        for _ in range(budget):
-            train_loss = self._train_epoch(k, gen)
-            epochs += 1
+        self._progress = _Progress(task=k, lr=cfg.lr, patience=cfg.lr_patience,
+                                   best_state=self._snapshot() if cfg.restore_best else None)
+        self._generator = torch.Generator().manual_seed(self.seed * 1000 + k)
+        self._set_optimizer(method, cfg.lr)
+        resume, self._resume = self._resume, None
+        if resume is not None and resume["task"] == k:
+            p = self._progress
+            p.epoch, p.lr, p.patience = int(resume["epoch"]), float(resume["lr"]), int(resume["patience"])
+            p.best_loss, p.best_state = float(resume["best_loss"]), resume["best_state"]
+            self._set_optimizer(method, p.lr)
+            self._optimizer.load_state_dict(resume["optimizer"])
+            self._generator.set_state(resume["generator"])
+            torch.set_rng_state(resume["torch_rng"])  # dropout masks
+            if "cuda_rng" in resume and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(resume["cuda_rng"])
+
+    def learn(self, k: int, budget: int, on_update: Callable[[int], None],
+              should_stop: Callable[[], bool] | None = None) -> bool:
+        """Train task k for at most ``budget`` epochs in all with the validation-loss lr schedule.
+
+        :param should_stop: polled after each epoch; when it returns True, learning stops there
+            (resumable with :meth:`save` ``resumable=True`` and :meth:`restore`).
+        :returns: False if stopped by ``should_stop``, else True.
+        """
+        p = self._progress
+        if self._method is None or self._optimizer is None or p is None or p.task != k:
+            raise ValueError(f"call begin_task({k}, method) before learn({k}, ...)")
+        cfg = self.train_cfg
+        while p.epoch < budget and not p.finished:
+            train_loss = self._train_epoch(k, self._generator)
+            p.epoch += 1
             valid_loss, valid_acc = self._loss_acc(k, self._data["x_valid"], self._data["y_valid"])
-            self._log({"loss": train_loss, "lr": lr, "valid_loss": valid_loss, "valid_acc": valid_acc})
-            on_update(self.global_step)
+            self._log({"loss": train_loss, "lr": p.lr, "valid_loss": valid_loss, "valid_acc": valid_acc})
             if math.isnan(train_loss) or math.isnan(valid_loss):
-                break  # keep the best weights so far, as the authors' code does
-            if valid_loss < best_loss:
-                best_loss, patience = valid_loss, cfg.lr_patience
+                p.finished = True  # keep the best weights so far, as the authors' code does
+            elif valid_loss < p.best_loss:
+                p.best_loss, p.patience = valid_loss, cfg.lr_patience
                 if cfg.restore_best:
-                    best_state = self._snapshot()
+                    p.best_state = self._snapshot()
             else:
-                patience -= 1
-                if patience <= 0:
-                    lr /= cfg.lr_factor
-                    if lr < cfg.lr_min:
-                        break
-                    patience = cfg.lr_patience
-                    self._set_optimizer(self._method, lr)  # the authors rebuild the optimizer
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        self.epochs_run[k] = epochs
-        self._log({"epochs": epochs})
+                p.patience -= 1
+                if p.patience <= 0:
+                    p.lr /= cfg.lr_factor
+                    p.patience = cfg.lr_patience
+                    if p.lr < cfg.lr_min:
+                        p.finished = True
+                    else:
+                        self._set_optimizer(self._method, p.lr)  # the authors rebuild the optimizer
+            on_update(self.global_step)
+            if should_stop is not None and should_stop() and p.epoch < budget and not p.finished:
+                return False
+        if p.best_state is not None:
+            self.model.load_state_dict(p.best_state)
+        self.epochs_run[k] = p.epoch
+        self._log({"epochs": p.epoch})
+        self._progress = None
+        return True
 
     def fisher_data(self, k: int) -> FisherData:
         """Task k's training inputs (a seeded draw of ``fisher_samples``) and head k's logits in
@@ -218,12 +257,13 @@ class ClassificationLearner:
         """Accuracy is already in [0, 1]."""
         return score
 
-    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int) -> None:
-        """Atomic checkpoint that :func:`load_checkpoint` rebuilds alone (model, method, tasks)."""
+    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int, resumable: bool = False) -> None:
+        """Atomic checkpoint that :func:`load_checkpoint` rebuilds alone (model, method, tasks);
+        with ``resumable`` and a task in progress, also its schedule, optimizer and RNG states."""
         state = {
             "format": CHECKPOINT_FORMAT,
             "model_kwargs": copy.deepcopy(self.model.constructor_kwargs),
-            "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_state": _to_cpu(self.model.state_dict()),
             "method": {"name": method.name, "kwargs": method_kwargs(method), "state": _to_cpu(method.state_dict())},
             "tasks": [{"name": t.name, "n_classes": t.n_classes} for t in self.tasks],
             "tasks_done": int(tasks_done),
@@ -233,7 +273,39 @@ class ClassificationLearner:
             "epochs_run": [int(self.epochs_run.get(i, 0)) for i in range(len(self.tasks))],
             "extra": self.extra,
         }
+        p = self._progress
+        if resumable and p is not None:
+            progress = {
+                "task": p.task, "epoch": p.epoch, "lr": p.lr, "patience": p.patience, "best_loss": p.best_loss,
+                "best_state": _to_cpu(p.best_state), "optimizer": _to_cpu(self._optimizer.state_dict()),
+                "generator": self._generator.get_state(), "torch_rng": torch.get_rng_state(),
+            }
+            if torch.cuda.is_available():
+                progress["cuda_rng"] = torch.cuda.get_rng_state_all()
+            state["progress"] = progress
         atomic_torch_save(state, path)
+
+    def restore(self, path: str | Path, method: ContinualMethod) -> int:
+        """Load a checkpoint of this run into the learner and ``method``; returns its tasks done.
+
+        A resumable checkpoint written inside a task makes the next :meth:`begin_task` of that
+        task take up its schedule, optimizer and RNG states, so the run goes on as if never stopped.
+        """
+        state = _read_checkpoint(path)
+        if [t["name"] for t in state["tasks"]] != self.task_names:
+            raise ValueError(f"checkpoint {path} is of tasks {[t['name'] for t in state['tasks']]}, "
+                             f"not this run's {self.task_names}")
+        self.model.load_state_dict(state["model_state"])
+        method.load_state_dict(state["method"]["state"])
+        self.global_step = int(state["global_step"])
+        self.epochs_run = {i: int(e) for i, e in enumerate(state["epochs_run"]) if e}
+        progress = state.get("progress")
+        if progress is not None:
+            progress = dict(progress)
+            if progress["best_state"] is not None:
+                progress["best_state"] = {k: v.to(self.device) for k, v in progress["best_state"].items()}
+        self._resume = progress
+        return int(state["tasks_done"])
 
     # -- internals -------------------------------------------------------------------------
     def _set_optimizer(self, method: ContinualMethod, lr: float) -> None:
@@ -300,6 +372,8 @@ def method_kwargs(method: ContinualMethod) -> dict[str, Any]:
 
 
 def _to_cpu(obj: Any) -> Any:
+    if obj is None:
+        return None
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, dict):
@@ -330,17 +404,22 @@ class LoadedCheckpoint:
     extra: dict[str, Any]
 
 
-def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model and method of a checkpoint written by :meth:`ClassificationLearner.save`.
-
-    :raises ValueError: for a file that is not a classification checkpoint of this format.
-    """
+def _read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a blip-rl classification checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model and method of a checkpoint written by :meth:`ClassificationLearner.save`.
+
+    :raises ValueError: for a file that is not a classification checkpoint of this format.
+    """
+    state = _read_checkpoint(path)
     kwargs = dict(state["model_kwargs"])
     model = build_model(kwargs.pop("arch"), **kwargs)
     model.load_state_dict(state["model_state"])

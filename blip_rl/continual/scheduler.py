@@ -16,7 +16,7 @@ from ..core import ContinualMethod, FisherData
 from ..logging import KEYS, RunLogger
 from .results import Results
 
-__all__ = ["Learner", "run_sequence", "checkpoint_name"]
+__all__ = ["Learner", "run_sequence", "checkpoint_name", "Interrupted", "PROGRESS", "LATEST"]
 
 
 class Learner(Protocol):
@@ -32,8 +32,10 @@ class Learner(Protocol):
     def begin_task(self, k: int, method: ContinualMethod) -> None:
         """Activate task k (head, optimizer, schedule, data or env); attach the method's hooks."""
 
-    def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> None:
-        """Learn task k for ``budget`` units; call ``on_update(global_step)`` after each update."""
+    def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> bool | None:
+        """Learn task k up to ``budget`` units in all (counting what a resumed run already did);
+        call ``on_update(global_step)`` after each update. A learner that accepts a keyword
+        ``should_stop`` polls it and returns False when it stopped early."""
 
     def fisher_data(self, k: int) -> FisherData:
         """Inputs of task k (e.g. states of the policy's own rollouts) and its logits function."""
@@ -44,12 +46,27 @@ class Learner(Protocol):
     def normalize(self, k: int, score: float) -> float | None:
         """Score on task k mapped to [0, 1], or ``None`` if no reference exists."""
 
-    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int) -> None:
-        """Write a checkpoint (atomically) that rebuilds the learner and method alone."""
+    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int, resumable: bool = False) -> None:
+        """Write a checkpoint (atomically) that rebuilds the learner and method alone; with
+        ``resumable``, also what continuing needs (optimizer, counters, RNG states)."""
 
 
 def checkpoint_name(k: int, task: str) -> str:
     return f"{k}_{task}.pt"
+
+
+#: The periodic checkpoint inside a task (also written on SIGINT/SIGTERM); ``--resume`` reads it.
+PROGRESS = "progress.pt"
+LATEST = "latest.pt"
+
+
+class Interrupted(Exception):
+    """Learning stopped on request (a signal); a resumable checkpoint was written first."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped at step {step}; checkpoint {checkpoint}")
+        self.step = step
+        self.checkpoint = checkpoint
 
 
 def _evaluate_all(learner: Learner, upto: int) -> dict[str, tuple[float, float | None]]:
@@ -60,6 +77,23 @@ def _evaluate_all(learner: Learner, upto: int) -> dict[str, tuple[float, float |
     return out
 
 
+def _record_row(learner: Learner, results: Results, logger: RunLogger, run_dir: Path, k: int,
+                on_message: Callable[[str], None] | None) -> None:
+    """Evaluate every task up to k, add the row to the results, save them, log."""
+    step = learner.global_step
+    scores = _evaluate_all(learner, k)
+    logger.evaluation(scores, step)
+    results.add_row([s[0] for s in scores.values()], [s[1] for s in scores.values()], step)
+    results.save(run_dir)
+    logger.scalar(KEYS["acc"], results.acc, step)
+    if k > 0:
+        logger.scalar(KEYS["bwt"], results.bwt, step)
+    logger.flush()
+    if on_message is not None:
+        row = ", ".join(f"{t} {raw:.1f}" + (f" ({n:.2f})" if n is not None else "") for t, (raw, n) in scores.items())
+        on_message(f"after {learner.task_names[k]} (task {k + 1}/{len(learner.task_names)}, step {step}): {row}")
+
+
 def run_sequence(
     learner: Learner,
     method: ContinualMethod,
@@ -68,27 +102,41 @@ def run_sequence(
     budget: int,
     logger: RunLogger,
     eval_every: int = 0,
+    checkpoint_every: int = 0,
     results: Results | None = None,
+    tasks_done: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Results:
     """Learn ``learner.task_names`` in order with ``method``; return the score matrix.
 
-    :param budget: units per task (env steps, or epochs), > 0.
+    :param budget: units per task (env steps, or epochs), > 0. The learner counts what it has
+        already done of the current task (after a resume) against it.
     :param eval_every: evaluate every task learned so far each time this many global steps have
         passed (0: only after each task).
-    :param results: results of the tasks already done (to go on with a run); learning starts at
-        task ``len(results.raw)``.
+    :param checkpoint_every: write ``checkpoints/progress.pt`` (resumable, with optimizer and RNG
+        state) each time this many global steps have passed (0: only after each task).
+    :param results: results of the tasks already done (to go on with a run).
+    :param tasks_done: tasks already consolidated (default ``len(results.raw)``); when it exceeds
+        the rows of ``results`` (a run stopped between checkpoint and evaluation), the missing
+        row is evaluated first.
     :param on_progress: called with the global step after each update (a progress bar).
     :param on_message: called with one line of text per finished task.
+    :param should_stop: polled by the learner; when it returns True, learning stops after the
+        current update, a resumable checkpoint is written and :class:`Interrupted` is raised.
     """
     if budget <= 0:
         raise ValueError(f"the budget per task must be positive, got {budget}")
     run_dir = Path(run_dir)
+    checkpoints = run_dir / "checkpoints"
     tasks = list(learner.task_names)
     results = results or Results(tasks=tasks, method=method.name)
-    start = len(results.raw)
+    start = len(results.raw) if tasks_done is None else tasks_done
+    if start > len(results.raw):
+        _record_row(learner, results, logger, run_dir, start - 1, on_message)
     next_eval = [learner.global_step + eval_every] if eval_every > 0 else [None]
+    next_ckpt = [learner.global_step + checkpoint_every] if checkpoint_every > 0 else [None]
 
     for k in range(start, len(tasks)):
         logger.scalar(KEYS["task_index"], k, learner.global_step)
@@ -102,28 +150,25 @@ def run_sequence(
                 logger.evaluation(_evaluate_all(learner, k), step)
                 while next_eval[0] <= step:
                     next_eval[0] += eval_every
+            if next_ckpt[0] is not None and step >= next_ckpt[0]:
+                learner.save(checkpoints / PROGRESS, method, tasks_done=k, resumable=True)
+                while next_ckpt[0] <= step:
+                    next_ckpt[0] += checkpoint_every
 
-        learner.learn(k, budget, on_update)
+        kwargs = {"should_stop": should_stop} if should_stop is not None else {}
+        finished = learner.learn(k, budget, on_update, **kwargs)
+        if finished is False:
+            path = checkpoints / PROGRESS
+            learner.save(path, method, tasks_done=k, resumable=True)
+            logger.flush()
+            raise Interrupted(learner.global_step, path)
         data = learner.fisher_data(k) if method.needs_fisher else None
         stats = method.end_task(k + 1, data)
         step = learner.global_step
         for name, value in stats.items():
             logger.scalar(KEYS["method_stat"].format(name=name), value, step)
         logger.bits(learner.trunk, step)
-        checkpoints = run_dir / "checkpoints"
         learner.save(checkpoints / checkpoint_name(k, tasks[k]), method, tasks_done=k + 1)
-        learner.save(checkpoints / "latest.pt", method, tasks_done=k + 1)
-
-        scores = _evaluate_all(learner, k)
-        logger.evaluation(scores, step)
-        results.add_row([s[0] for s in scores.values()], [s[1] for s in scores.values()], step)
-        results.save(run_dir)
-        logger.scalar(KEYS["acc"], results.acc, step)
-        if k > 0:
-            logger.scalar(KEYS["bwt"], results.bwt, step)
-        logger.flush()
-        if on_message is not None:
-            row = ", ".join(f"{t} {raw:.1f}" + (f" ({n:.2f})" if n is not None else "")
-                            for t, (raw, n) in scores.items())
-            on_message(f"after {tasks[k]} (task {k + 1}/{len(tasks)}, step {step}): {row}")
+        learner.save(checkpoints / LATEST, method, tasks_done=k + 1, resumable=True)
+        _record_row(learner, results, logger, run_dir, k, on_message)
     return results

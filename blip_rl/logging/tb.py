@@ -62,9 +62,11 @@ def heatmap_image(bits: torch.Tensor, max_bits: int, *, max_side: int = 512) -> 
 class RunLogger:
     """TensorBoard writer for a continual run (scalars, text, images) under ``log_dir``."""
 
-    def __init__(self, log_dir: str | Path) -> None:
+    def __init__(self, log_dir: str | Path, *, purge_step: int | None = None) -> None:
+        """:param purge_step: on resume, the checkpoint's step: TensorBoard hides this run's
+        earlier events at or after it, so curves do not double back."""
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(str(self.log_dir))
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
 
     def scalar(self, key: str, value: float, step: int) -> None:
         self.writer.add_scalar(key, float(value), int(step))

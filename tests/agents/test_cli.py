@@ -1,29 +1,16 @@
 """`blip-rl train` / `eval` / `games` through the command line, in subprocesses."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-TINY = ["--steps-per-game", "128", "--n-envs", "2", "--set", "ppo.n_steps=64", "--set", "ppo.n_minibatches=2",
-        "--eval-episodes", "1", "--set", "eval.max_episode_steps=60", "--set", "eval.n_envs=1",
-        "--set", "fisher_samples=64", "--set", "features_dim=64", "--device", "cpu", "--no-progress"]
-
-
-def blip_rl(*args, check=True):
-    out = subprocess.run([sys.executable, "-m", "blip_rl.cli", *map(str, args)], capture_output=True, text=True,
-                         timeout=300)
-    if check:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
-
+from tests._cli import TINY, blip_rl
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for method in ("blip", "ewc", "ft", "ft-fix"):
         blip_rl("train", "--games", "kungfu,boxing", "--method", method, "--run-dir", root / method, *TINY)
+    blip_rl("train", "--games", "kungfu,boxing", "--method", "blip", "--run-dir", root / "blip-again", *TINY)
     return root
 
 
@@ -101,3 +88,23 @@ def test_games_lists_the_registry():
     out = blip_rl("games")
     for name in ("kungfu", "boxing", "jamesbond", "krull", "riverraid", "spaceinvaders"):
         assert name in out.stdout
+
+
+def test_same_seed_twice_gives_the_same_results(runs):
+    import torch
+
+    a = json.loads((runs / "blip" / "results.json").read_text())
+    b = json.loads((runs / "blip-again" / "results.json").read_text())
+    assert a["raw"] == b["raw"] and a["steps"] == b["steps"]
+    pa = torch.load(runs / "blip" / "checkpoints" / "latest.pt", weights_only=True)["policy"]
+    pb = torch.load(runs / "blip-again" / "checkpoints" / "latest.pt", weights_only=True)["policy"]
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+@pytest.mark.parametrize("name", ["0_kungfu.pt", "latest.pt"])
+def test_eval_of_a_corrupt_checkpoint_is_a_clear_error(runs, tmp_path, name):
+    data = (runs / "blip" / "checkpoints" / name).read_bytes()
+    bad = tmp_path / name
+    bad.write_bytes(data[: len(data) // 2])
+    out = blip_rl("eval", bad, "--game", "kungfu", check=False)
+    assert out.returncode == 2 and "corrupt or truncated" in out.stderr and "Traceback" not in out.stderr

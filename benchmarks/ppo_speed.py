@@ -1,0 +1,168 @@
+"""PPO training speed: stock stable-baselines3 against blip-rl, same network and work, one run.
+
+    python benchmarks/ppo_speed.py [--game boxing] [--n-envs 16] [--n-steps 125] [--rollouts 3]
+
+All four learners use the paper's network (conv 32/64/128 + FC 1024) and PPO settings (n_steps x
+n_envs per rollout, 4 epochs, 8 minibatches) and learn the same number of env steps on one game:
+
+1. stock SB3 PPO: ``make_atari_env`` + ``VecFrameStack``, the trunk as plain layers;
+2. blip-rl ``ft`` in fp32, 3. blip-rl ``blip`` in fp32 (exactly what ``blip-rl train`` runs);
+4. blip-rl ``blip --fast`` (bf16 autocast in the network, fp32 master weights).
+
+Prints env steps/s and ratios to (1), BLIP's overhead over ``ft``, the share of this machine's
+matmul rate used by the network's FLOPs, env-only steps/s of both env backends, the Fisher time
+for 2,000 states against one batched backward, BLIP state bytes per parameter after 1 and 6
+games, and the checkpoint growth from 1 to 6 games. Measured, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import numpy as np
+import torch
+
+from blip_rl.agents.extractors import BlipAtariCNN
+from blip_rl.agents.learner import AtariLearner
+from blip_rl.config import load_config
+from blip_rl.core import blip_layers, fisher_diagonal, make_method, state_bytes
+
+
+def network_flops_per_obs(features_dim: int = 1024) -> float:
+    """Forward FLOPs (2 per multiply-add) of the trunk for one 4x84x84 observation."""
+    convs = [(20 * 20, 32, 4 * 8 * 8), (9 * 9, 64, 32 * 4 * 4), (7 * 7, 128, 64 * 3 * 3)]
+    return 2.0 * (sum(p * c * k for p, c, k in convs) + 6272 * features_dim)
+
+
+def matmul_rate(dtype=torch.float32, n: int = 2048, repeat: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * n**3 * repeat / (time.perf_counter() - t0)
+
+
+def stock_sb3(args, steps: int) -> float:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    env = VecFrameStack(make_atari_env(f"ALE/{args.ale_name}-v5", n_envs=args.n_envs, seed=0,
+                                       env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), 4)
+    model = PPO("CnnPolicy", env, n_steps=args.n_steps, batch_size=args.n_steps * args.n_envs // 8, n_epochs=4,
+                learning_rate=2.5e-4, clip_range=0.1, ent_coef=0.01, device="cpu", seed=0,
+                policy_kwargs={"features_extractor_class": BlipAtariCNN,
+                               "features_extractor_kwargs": {"quantized": False}})
+    model.learn(args.n_steps * args.n_envs)  # warm-up: one rollout and update
+    t0 = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    rate = steps / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
+def blip_rl(args, steps: int, method: str, fast: bool) -> tuple[float, AtariLearner, object]:
+    rollout = args.n_steps * args.n_envs
+    cfg = load_config(None, {"games": [args.game] * 1, "method": method, "steps_per_game": steps + rollout,
+                             "env.n_envs": args.n_envs, "ppo.n_steps": args.n_steps, "fast": fast,
+                             "device": "cpu", "seed": 0})
+    learner = AtariLearner(cfg)
+    m = make_method(method, learner.trunk)
+    learner.begin_task(0, m)
+    learner.model.learn(rollout, reset_num_timesteps=False)  # warm-up
+    t0 = time.perf_counter()
+    learner.model.learn(steps, reset_num_timesteps=False)
+    rate = steps / (time.perf_counter() - t0)
+    return rate, learner, m
+
+
+def env_only(game: str, backend: str, n_envs: int, steps: int = 300) -> float:
+    from blip_rl.envs import make_vec_env
+
+    env = make_vec_env(game, n_envs=n_envs, seed=0, backend=backend)
+    env.reset()
+    acts = np.random.default_rng(0).integers(0, env.action_space.n, size=(steps, n_envs))
+    for a in acts[:20]:
+        env.step(a)
+    t0 = time.perf_counter()
+    for a in acts:
+        env.step(a)
+    rate = steps * n_envs / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
+def checkpoint_bytes(learner: AtariLearner, m) -> int:
+    buf = io.BytesIO()
+    torch.save({"policy": learner.policy.state_dict(), "method": m.state_dict()}, buf)
+    return buf.tell()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--game", default="boxing")
+    ap.add_argument("--n-envs", type=int, default=16)
+    ap.add_argument("--n-steps", type=int, default=125)
+    ap.add_argument("--rollouts", type=int, default=3, help="timed rollouts+updates per learner")
+    args = ap.parse_args()
+    from blip_rl.envs import get_game
+
+    game = get_game(args.game)
+    args.ale_name = game.gym_id.split("/")[1].rsplit("-", 1)[0]
+    steps = args.rollouts * args.n_steps * args.n_envs
+    print(f"{game.title}, {args.n_envs} envs x {args.n_steps} steps x {args.rollouts} rollouts = {steps} env steps, "
+          f"4 epochs, 8 minibatches, {torch.get_num_threads()} torch threads\n")
+
+    rates = {"stock SB3 PPO (make_atari_env)": stock_sb3(args, steps)}
+    rates["blip-rl ft (fp32)"], *_ = blip_rl(args, steps, "ft", False)
+    rates["blip-rl blip (fp32)"], learner, method = blip_rl(args, steps, "blip", False)
+    rates["blip-rl blip --fast (bf16)"], *_ = blip_rl(args, steps, "blip", True)
+    base = rates["stock SB3 PPO (make_atari_env)"]
+    flops_step = network_flops_per_obs() * (1 + 4 * 3)  # rollout forward + 4 epochs of fwd+bwd
+    peak32, peak16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
+    print(f"{'learner':34s} {'steps/s':>8s} {'vs stock':>9s} {'share of matmul rate':>21s}")
+    for name, r in rates.items():
+        peak = peak16 if "bf16" in name else peak32
+        print(f"{name:34s} {r:8.1f} {r / base:8.2f}x {100 * r * flops_step / peak:20.0f}%")
+    overhead = rates["blip-rl ft (fp32)"] / rates["blip-rl blip (fp32)"] - 1
+    print(f"\nBLIP overhead over ft (fp32): {100 * overhead:+.1f}%")
+    print(f"network: {network_flops_per_obs() / 1e6:.1f} MFLOP forward per observation, ~{flops_step / 1e6:.0f} MFLOP "
+          f"per env step; matmul rate fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s")
+
+    print("\nenv only (random actions):")
+    ale, sb3 = env_only(args.game, "ale", args.n_envs), env_only(args.game, "sb3", args.n_envs)
+    print(f"  ale native vector env {ale:8.0f} steps/s   sb3 make_atari_env {sb3:8.0f} steps/s   ratio {ale / sb3:.2f}x")
+
+    data = learner.fisher_data(0)
+    data.inputs = data.inputs[:2000]
+    t0 = time.perf_counter()
+    fisher_diagonal(dict(blip_layers(learner.trunk)), data)
+    t_fisher = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for chunk in data.inputs.split(data.batch_size):
+        learner.policy.zero_grad()
+        torch.log_softmax(data.logits_fn(chunk), -1).max(-1).values.mean().backward()
+    t_back = time.perf_counter() - t0
+    print(f"\nFisher over {len(data.inputs)} states: {t_fisher:.2f} s = {t_fisher / t_back:.2f}x one batched backward "
+          f"({t_back:.2f} s)")
+
+    bytes1, n = state_bytes(learner.trunk)
+    ckpt1 = checkpoint_bytes(learner, method)
+    for k in range(1, 6):
+        learner.policy.add_head(18)
+        for _, layer in blip_layers(learner.trunk):
+            layer.consolidate_({p: torch.rand_like(getattr(layer, p)) * 1e-6 for p in layer.blip_param_names()})
+    bytes6, _ = state_bytes(learner.trunk)
+    ckpt6 = checkpoint_bytes(learner, method)
+    head = sum(p.numel() * 4 for p in (*learner.policy.action_heads[-1].parameters(),
+                                        *learner.policy.value_heads[-1].parameters()))
+    print(f"BLIP state: {bytes1 / n:.2f} B/param after 1 game, {bytes6 / n:.2f} B/param after 6 ({n} params)")
+    print(f"checkpoint: {ckpt1 / 1e6:.2f} MB after 1 game, {ckpt6 / 1e6:.2f} MB after 6: +{ckpt6 - ckpt1} B "
+          f"(5 heads of 18 actions = {5 * head} B of parameters)")
+    learner.close()
+
+
+if __name__ == "__main__":
+    main()
