@@ -158,9 +158,12 @@ class ContinualPPO(PPO):
                 break
 
         last_loss = float(loss.item())
-        if not np.isfinite(last_loss) or not all(th.isfinite(th.stack(pg_losses + value_losses)).tolist()):
+        finite_losses = bool(th.isfinite(th.stack(pg_losses + value_losses + penalties)).all())
+        bad_params = [n for n, p in self.policy.named_parameters() if not bool(th.isfinite(p).all())]
+        if not (np.isfinite(last_loss) and finite_losses) or bad_params:
+            what = f"parameters {bad_params[:3]}" if bad_params else "the PPO loss"
             raise NonFiniteLossError(
-                f"the PPO loss became non-finite at step {self.num_timesteps} (last loss {last_loss}); "
+                f"{what} became NaN/inf at env step {self.num_timesteps} (last loss {last_loss}); "
                 "lower the learning rate or check the environment's rewards"
             )
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())

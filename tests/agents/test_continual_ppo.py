@@ -75,3 +75,19 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error():
+    from blip_rl.agents.ppo import NonFiniteLossError
+    from blip_rl.core import ContinualMethod
+
+    class Broken(ContinualMethod):
+        name = "broken"
+
+        def penalty(self):
+            return torch.tensor(float("nan"))
+
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **PPO_KW)
+    model.method = Broken(model.policy.trunk)
+    with pytest.raises(NonFiniteLossError, match="NaN/inf"):
+        model.learn(64)
