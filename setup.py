@@ -38,8 +38,11 @@ setup(
         "tqdm>=4.60,<5",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "scikit-learn>=1.2"],
-        "classification": ["scikit-learn>=1.2"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "scikit-learn>=1.2", "ray>=2.10,<3", "matplotlib>=3.7,<4",
+                 "pillow>=9"],
+        "classification": ["scikit-learn>=1.2", "scipy>=1.9"],
+        "ray": ["ray>=2.10,<3"],
+        "report": ["matplotlib>=3.7,<4", "pillow>=9"],
     },
     entry_points={"console_scripts": ["blip-rl=blip_rl.cli:main"]},
 )

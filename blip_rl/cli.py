@@ -222,7 +222,12 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     from .config import merge, TrainConfig
     from .envs import get_game, normalize_score
 
-    policy, meta = load_checkpoint(args.checkpoint, device="cpu" if args.device == "auto" else args.device)
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    policy, meta = load_checkpoint(args.checkpoint, device=device)
+    if args.fast:
+        policy.autocast_dtype = torch.bfloat16
     game = get_game(args.game)
     learned = meta["games"][: meta["tasks_done"]]
     if game.name not in learned:
@@ -242,6 +247,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     scores = evaluate_game(policy, head, game, cfg, seed=seed, episodes=args.episodes)
     mean = sum(scores) / len(scores)
     out = {"checkpoint": str(args.checkpoint), "game": game.name, "episodes": len(scores), "seed": seed,
+           "fast": bool(args.fast),
            "scores": scores, "mean": mean, "normalized": normalize_score(game, mean),
            "tasks_done": meta["tasks_done"], "games_learned": learned}
     if args.json:
@@ -314,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-episode-steps", type=int)
     e.add_argument("--device", default="auto")
     e.add_argument("--sample", action="store_true", help="sample actions instead of the run's eval setting")
+    e.add_argument("--fast", action="store_true", help="bf16 autocast, to compare with fp32 on the same checkpoint")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=_cmd_eval)
 
@@ -326,12 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--epochs", type=int, default=30)
     toy.set_defaults(func=_cmd_toy)
 
-    try:
-        from .classification.cli import register
-    except ImportError:  # the classification package is optional at import time
-        register = None
-    if register is not None:
-        register(sub)
+    import importlib
+
+    # Sub-commands of other modules; each imports its heavy or optional dependencies lazily.
+    for module in ("classification.cli", "sweep", "report", "record"):
+        try:
+            mod = importlib.import_module(f".{module}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{module}":
+                raise
+            continue
+        mod.register(sub)
     return parser
 
 

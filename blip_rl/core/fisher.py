@@ -58,8 +58,10 @@ def _accumulate(m: nn.Module, a: torch.Tensor, g: torch.Tensor, out: dict[str, t
     if isinstance(m, nn.Conv2d):
         if m.groups != 1 or m.padding_mode != "zeros":
             raise ValueError(f"exact Fisher needs groups=1 and zero padding, got {m}")
+        # unfold (im2col) is several times slower on channels-last inputs: use the plain layout.
+        a = a.contiguous()
         cols = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=_conv_padding(m), stride=m.stride)
-        g = g.flatten(2)  # (B, C_out, L)
+        g = g.contiguous().flatten(2)  # (B, C_out, L)
         per_sample = torch.bmm(g, cols.transpose(1, 2))  # (B, C_out, C_in*k*k)
         out["weight"] += per_sample.square_().sum(0).view_as(m.weight)
         if m.bias is not None:

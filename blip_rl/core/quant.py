@@ -115,6 +115,9 @@ class BlipLayer(nn.Module):
     @torch.no_grad()
     def refresh_interval(self) -> None:
         """Rebuild the cached frozen interval from anchor and bits."""
+        # Tensors with no frozen bit (all of them before the first consolidation) only need the
+        # range clamp, a scalar one: it skips reading the interval tensors after every step.
+        self._any_frozen = {n: bool(getattr(self, f"{n}_bits").any()) for n in self.blip_param_names()}
         for name in self.blip_param_names():
             lo, hi = B.frozen_interval(
                 getattr(self, f"{name}_anchor"),
@@ -131,7 +134,11 @@ class BlipLayer(nn.Module):
         """Clamp every parameter into its frozen interval (paper eq. 4); call after each step."""
         for name in self.blip_param_names():
             p = getattr(self, name)
-            torch.clamp(p, getattr(self, f"{name}_lo"), getattr(self, f"{name}_hi"), out=p)
+            if self._any_frozen[name]:
+                torch.clamp(p, getattr(self, f"{name}_lo"), getattr(self, f"{name}_hi"), out=p)
+            else:
+                limit = self.bound(name) * (1.0 - 2.0 ** (-self.max_bits))
+                p.clamp_(-limit, limit)
 
     @torch.no_grad()
     def consolidate_(self, fisher: dict[str, torch.Tensor], *, rule: str = "paper") -> dict[str, torch.Tensor]:

@@ -91,3 +91,25 @@ def test_non_finite_loss_stops_training_with_a_clear_error():
     model.method = Broken(model.policy.trunk)
     with pytest.raises(NonFiniteLossError, match="NaN/inf"):
         model.learn(64)
+
+
+def test_fast_mode_keeps_the_frozen_interval_invariant():
+    from blip_rl.core import Blip
+
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), fast=True, **PPO_KW)
+    method = Blip(model.policy.trunk)
+    g = torch.Generator().manual_seed(0)
+    for _, layer in blip_layers(model.policy.trunk):  # some bits frozen, as after a first game
+        layer.consolidate_({p: torch.rand(getattr(layer, p).shape, generator=g) * 1e-9
+                            for p in layer.blip_param_names()})
+    frozen = {n: (l.weight_anchor.clone(), l.weight_bits.clone(), l.bound("weight"))
+              for n, l in blip_layers(model.policy.trunk)}
+    model.method = method
+    model.start_game(model.env, 0, budget=128)
+    model.learn(128, reset_num_timesteps=False)
+    assert model.policy.autocast_dtype == torch.bfloat16
+    for name, layer in blip_layers(model.policy.trunk):
+        anchor, bits, bound = frozen[name]
+        assert layer.weight.dtype == torch.float32
+        assert torch.all((layer.weight.detach() - anchor).abs() <= bound * torch.exp2(-bits.float()) + 4e-7 * bound)
+        assert bits.float().mean() > 1  # the test froze something

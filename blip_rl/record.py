@@ -1,0 +1,377 @@
+"""``blip-rl record``: an animated GIF (or MP4) of a checkpoint playing one game.
+
+The agent sees exactly what evaluation sees: its observations come from
+:func:`blip_rl.envs.make_vec_env` (``training=False``: full games, raw rewards) with the run's
+env settings (backend, frame stack, frameskip, no-op starts, sticky actions), and it acts with
+the game's own head, greedily unless ``sample``. The picture is the RGB screen (160x210) of the
+same game, one frame at reset and one after each agent step (the last emulator frame of the
+step), taken so that it cannot drift from what the agent saw:
+
+* backend ``"sb3"``: read from the very emulator behind the observations
+  (``ale.getScreenRGB()`` after each step, before an automatic reset).
+* backend ``"ale"`` (ale-py's native C++ env, which only produces the 84x84 gray frames): a
+  second native env with the same ROM, seed and settings but full-size RGB output is stepped
+  with the same actions. ALE is deterministic given its seed (the no-op starts and sticky
+  actions are drawn from it), so both emulators pass through the same frames; every step checks
+  that rewards, lives and the end of the game agree, and stops with an error if they ever differ.
+
+With the run's seed (the default) and ``--max-steps`` equal to the run's
+``eval.max_episode_steps``, the game recorded is the first game ``blip-rl eval`` plays, and the
+score is the same.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .io import atomic_write
+
+__all__ = ["register", "record_game", "play", "Recording", "PlayResult", "FORMATS"]
+
+#: Output formats by file suffix.
+FORMATS = (".gif", ".mp4")
+#: GIF delays are stored in 1/100 s, and viewers slow down delays under 20 ms.
+MAX_GIF_FPS = 50
+
+Frame = np.ndarray  # (210, 160, 3) uint8 RGB screen
+
+
+@dataclass
+class PlayResult:
+    """What one recorded game gave.
+
+    :param score: raw game score over the steps played.
+    :param steps: agent steps played (each ``frameskip`` emulator frames).
+    :param game_over: True if the game ended (game over or the env's own time limit); False if
+        it was cut at ``max_steps``.
+    """
+
+    score: float
+    steps: int
+    game_over: bool
+
+
+@dataclass
+class Recording:
+    """A written recording.
+
+    :param path: the GIF or MP4 written.
+    :param game: the game's registry name.
+    :param head: the policy head that played it (the game's index in the run's sequence).
+    :param seed: the seed given (the env is seeded ``seed + eval.seed_offset``).
+    :param score: raw game score over the steps played.
+    :param steps: agent steps played.
+    :param game_over: True if the game ended, False if it was cut at ``max_steps``.
+    :param deterministic: greedy actions (False: sampled from the policy).
+    :param frames: frames in the file (``steps + 1``: the screen at reset and after each step).
+    :param fps: frames per second of playback (real time is 60 / frameskip = 15).
+    """
+
+    path: Path
+    game: str
+    head: int
+    seed: int
+    score: float
+    steps: int
+    game_over: bool
+    deterministic: bool
+    frames: int
+    fps: int
+
+
+# -- the RGB screen beside the agent's observations ---------------------------------------------
+class _LockstepScreen:
+    """RGB screens of a second native ALE env stepped with the agent's actions (backend "ale")."""
+
+    def __init__(self, game, env_cfg, seed: int) -> None:
+        from ale_py.vector_env import AtariVectorEnv
+        from gymnasium.vector import AutoresetMode
+
+        # The same settings as blip_rl.envs.AtariVecEnv(training=False); only the image differs.
+        self._venv = AtariVectorEnv(
+            game.rom, 1, num_threads=1,
+            max_num_frames_per_episode=env_cfg.max_episode_steps * env_cfg.frameskip,
+            repeat_action_probability=env_cfg.repeat_action_probability, full_action_space=False,
+            autoreset_mode=AutoresetMode.SAME_STEP, img_height=210, img_width=160, grayscale=False,
+            stack_num=1, frameskip=env_cfg.frameskip, maxpool=False, noop_max=env_cfg.noop_max,
+            episodic_life=False, life_loss_info=False, reward_clipping=False, use_fire_reset=True,
+        )
+        self._seed = seed
+
+    def reset(self, env) -> Frame:
+        obs, _ = self._venv.reset(seed=np.array([self._seed], dtype=np.int64))
+        return np.array(obs[0, -1])
+
+    def step(self, env, action: np.ndarray, step: int, reward: float, done: bool, info: dict) -> Frame:
+        obs, rew, terminated, truncated, rinfo = self._venv.step(np.asarray(action, dtype=np.int32).reshape(1))
+        ended = bool(terminated[0] or truncated[0])
+        if float(rew[0]) != reward or int(rinfo["lives"][0]) != info.get("lives") or ended != done:
+            raise RuntimeError(
+                f"the RGB emulator fell out of step with the agent's at step {step} (reward {float(rew[0])} vs "
+                f"{reward}, lives {int(rinfo['lives'][0])} vs {info.get('lives')}, game over {ended} vs {done}); "
+                "this is a bug in blip-rl record: please report it with the command line")
+        return np.array(rinfo["final_obs"][0, -1] if ended else obs[0, -1])
+
+    def close(self) -> None:
+        self._venv.close()
+
+
+class _SameEmulatorScreen:
+    """RGB screens of the emulator behind the agent's observations (backend "sb3")."""
+
+    def __init__(self, env) -> None:
+        import gymnasium as gym
+
+        class ScreenAfterStep(gym.Wrapper):
+            # DummyVecEnv resets a finished game inside its step: keep the screen from before.
+            def step(self, action):
+                out = self.env.step(action)
+                self.screen = self.env.unwrapped.ale.getScreenRGB()
+                return out
+
+        dummy = env.unwrapped
+        self._wrapper = dummy.envs[0] = ScreenAfterStep(dummy.envs[0])
+
+    def reset(self, env) -> Frame:
+        return np.array(self._wrapper.unwrapped.ale.getScreenRGB())
+
+    def step(self, env, action, step, reward, done, info) -> Frame:
+        return np.array(self._wrapper.screen)
+
+    def close(self) -> None:
+        pass
+
+
+def play(policy, head: int, game, env_cfg, *, seed: int, max_steps: int, on_frame: Callable[[Frame], None],
+         deterministic: bool = True, generator=None) -> PlayResult:
+    """Play one game of ``game`` with head ``head`` of ``policy``, passing every RGB screen to
+    ``on_frame`` (the screen at reset, then one per agent step).
+
+    :param env_cfg: the run's :class:`blip_rl.config.EnvConfig` (backend and preprocessing).
+    :param seed: the env's seed (evaluation envs use the run's seed + ``eval.seed_offset``).
+    :param max_steps: agent steps at most (>= 1).
+    :param deterministic: greedy actions; else sampled with ``generator``.
+    """
+    from .envs import make_vec_env
+
+    env = make_vec_env(game, n_envs=1, seed=seed, training=False, backend=env_cfg.backend,
+                       frame_stack=env_cfg.frame_stack, frameskip=env_cfg.frameskip, noop_max=env_cfg.noop_max,
+                       repeat_action_probability=env_cfg.repeat_action_probability,
+                       max_episode_steps=env_cfg.max_episode_steps, num_threads=1)
+    screen = None
+    score, steps, game_over = 0.0, 0, False
+    try:
+        screen = _LockstepScreen(game, env_cfg, seed) if env_cfg.backend == "ale" else _SameEmulatorScreen(env)
+        obs = env.reset()
+        on_frame(screen.reset(env))
+        while steps < max_steps and not game_over:
+            action = np.asarray(policy.act(obs, head, deterministic=deterministic, generator=generator))
+            obs, rewards, dones, infos = env.step(action.reshape(1))
+            steps += 1
+            reward = float(rewards[0])  # raw: evaluation envs do not clip
+            score += reward
+            game_over = bool(dones[0])
+            on_frame(screen.step(env, action, steps, reward, game_over, infos[0]))
+    finally:
+        if screen is not None:
+            screen.close()
+        env.close()
+    return PlayResult(score=score, steps=steps, game_over=game_over)
+
+
+# -- writers ------------------------------------------------------------------------------------
+class _GifFrames:
+    """Frames as indices into one palette shared by the whole GIF (exact colours: the Atari
+    NTSC palette has 128), a third of the memory of RGB frames."""
+
+    def __init__(self) -> None:
+        self.colors: dict[int, int] = {}  # 0xRRGGBB -> palette index, in order of appearance
+        self._keys = np.zeros(0, dtype=np.uint32)  # the same, sorted, for searchsorted
+        self._index = np.zeros(0, dtype=np.uint8)
+        self.frames: list[np.ndarray] = []
+
+    def add(self, rgb: Frame) -> None:
+        packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+        pos = np.searchsorted(self._keys, packed)
+        known = pos < len(self._keys)
+        known[known] = self._keys[pos[known]] == packed[known]
+        if not known.all():
+            for color in np.unique(packed[~known]).tolist():
+                self.colors[color] = len(self.colors)
+            if len(self.colors) > 256:
+                raise ValueError("the screens use more than 256 colours, more than a GIF holds; write an .mp4")
+            self._keys = np.array(sorted(self.colors), dtype=np.uint32)
+            self._index = np.array([self.colors[c] for c in self._keys.tolist()], dtype=np.uint8)
+            pos = np.searchsorted(self._keys, packed)
+        self.frames.append(self._index[pos])
+
+    def save(self, path: Path, fps: int) -> None:
+        from PIL import Image
+
+        palette = bytearray(3 * 256)
+        for color, i in self.colors.items():
+            palette[3 * i: 3 * i + 3] = bytes(((color >> 16) & 255, (color >> 8) & 255, color & 255))
+        images = []
+        for idx in self.frames:
+            im = Image.fromarray(idx, mode="P")
+            im.putpalette(bytes(palette))
+            images.append(im)
+        # GIF delays are whole centiseconds: delays of 10 ms steps whose running sum stays within
+        # 5 ms of real playback time at ``fps``.
+        ticks = [round(i * 100 / fps) * 10 for i in range(len(images) + 1)]
+        durations = [b - a for a, b in zip(ticks, ticks[1:])]
+        atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                                    duration=durations, loop=0))
+
+
+def _require_ffmpeg():
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        from .report import MissingDependencyError
+
+        raise MissingDependencyError("writing .mp4 needs imageio-ffmpeg, which is not installed: "
+                                     "pip install 'blip-rl[record]' (or pip install imageio-ffmpeg), "
+                                     "or write a .gif") from None
+    return imageio_ffmpeg
+
+
+class _Mp4Writer:
+    """H.264 video through imageio-ffmpeg, streamed to a temporary file, then moved in atomically."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        ffmpeg = _require_ffmpeg()
+        self.path = path
+        self._tmp = tempfile.TemporaryDirectory(prefix="blip-rl-record-")
+        self._tmp_file = Path(self._tmp.name) / "video.mp4"
+        self._gen = ffmpeg.write_frames(str(self._tmp_file), (160, 210), fps=fps, codec="libx264",
+                                        pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=2,
+                                        ffmpeg_log_level="error")
+        self._gen.send(None)
+        self.frames = 0
+
+    def add(self, rgb: Frame) -> None:
+        self._gen.send(np.ascontiguousarray(rgb))
+        self.frames += 1
+
+    def finish(self) -> None:
+        self._gen.close()
+        with open(self._tmp_file, "rb") as src:
+            atomic_write(self.path, lambda f: shutil.copyfileobj(src, f))
+
+    def cleanup(self) -> None:
+        try:
+            self._gen.close()
+        except Exception:  # noqa: BLE001 (already closed, or ffmpeg died: nothing left to do)
+            pass
+        self._tmp.cleanup()
+
+
+# -- the library entry point --------------------------------------------------------------------
+def _check_args(out: Path, max_steps: Any, fps: Any) -> str:
+    suffix = out.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"--out {out} must end in .gif or .mp4 (the format is taken from the name)")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"--max-steps must be an integer >= 1 (agent steps), got {max_steps!r}")
+    top = MAX_GIF_FPS if suffix == ".gif" else 240
+    if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= top:
+        hint = " (GIF delays are in 1/100 s and viewers slow down faster GIFs; write an .mp4 for more)" \
+            if suffix == ".gif" else ""
+        raise ValueError(f"--fps must be an integer in 1..{top}{hint}, got {fps!r}")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name ending in .gif or .mp4")
+    return suffix
+
+
+def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int | None = None,
+                max_steps: int = 2000, fps: int = 30, sample: bool = False, device: str = "cpu") -> Recording:
+    """Play ``game`` with a checkpoint's head for that game and write the screens to ``out``.
+
+    :param checkpoint: ``RUN_DIR/checkpoints/<k>_<game>.pt`` or ``latest.pt``.
+    :param game: a game the checkpoint has learned (registry name or ALE id).
+    :param out: ``*.gif`` (Pillow) or ``*.mp4`` (needs imageio-ffmpeg); written atomically, an
+        existing file is replaced.
+    :param seed: as ``blip-rl eval --seed``: the env is seeded ``seed + eval.seed_offset`` and
+        sampled actions use a generator seeded ``seed``; default: the run's seed.
+    :param max_steps: agent steps at most; the game is cut there if it has not ended.
+    :param fps: playback frames per second (one frame per agent step; real time is 15 at
+        frameskip 4).
+    :param sample: sample actions from the policy (default: the run's ``eval.deterministic``, greedy
+        in the paper's setting).
+    :raises ValueError: a bad argument, an unusable checkpoint, or a game it has not learned (the
+        message lists the games it has learned).
+    :raises MissingDependencyError: ``.mp4`` without imageio-ffmpeg.
+    """
+    import torch
+
+    from .agents.learner import load_checkpoint
+    from .config import TrainConfig, merge
+    from .envs import get_game
+
+    out = Path(out)
+    suffix = _check_args(out, max_steps, fps)
+    if suffix == ".mp4":
+        _require_ffmpeg()  # before minutes of play, not after
+    policy, meta = load_checkpoint(checkpoint, device=device)
+    the_game = get_game(game)
+    learned = meta["games"][: meta["tasks_done"]]
+    if the_game.name not in learned:
+        raise ValueError(f"game {the_game.name!r} was not learned by {checkpoint}; it knows: {', '.join(learned)}")
+    head = learned.index(the_game.name)
+    cfg = merge(TrainConfig(), {k: v for k, v in meta["config"].items() if k in ("env", "eval", "seed")})
+    seed = cfg.seed if seed is None else int(seed)
+    deterministic = cfg.eval.deterministic and not sample  # the run's evaluation setting by default
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+
+    if suffix == ".gif":
+        frames = _GifFrames()
+        result = play(policy, head, the_game, cfg.env, seed=seed + cfg.eval.seed_offset, max_steps=max_steps,
+                      on_frame=frames.add, deterministic=deterministic, generator=generator)
+        frames.save(out, fps)
+        n_frames = len(frames.frames)
+    else:
+        writer = _Mp4Writer(out, fps)
+        try:
+            result = play(policy, head, the_game, cfg.env, seed=seed + cfg.eval.seed_offset, max_steps=max_steps,
+                          on_frame=writer.add, deterministic=deterministic, generator=generator)
+            writer.finish()
+        finally:
+            writer.cleanup()
+        n_frames = writer.frames
+    return Recording(path=out, game=the_game.name, head=head, seed=seed, score=result.score, steps=result.steps,
+                     game_over=result.game_over, deterministic=deterministic, frames=n_frames, fps=fps)
+
+
+# -- command line -------------------------------------------------------------------------------
+def _cmd_record(args: argparse.Namespace, argv: list[str]) -> int:
+    rec = record_game(args.checkpoint, game=args.game, out=args.out, seed=args.seed, max_steps=args.max_steps,
+                      fps=args.fps, sample=args.sample, device=args.device)
+    ending = "game over" if rec.game_over else f"cut at --max-steps {args.max_steps}"
+    print(f"{rec.game} with head {rec.head} of {args.checkpoint} (seed {rec.seed}, "
+          f"{'greedy' if rec.deterministic else 'sampled'} actions): score {rec.score:g} in {rec.steps} steps ({ending})")
+    print(f"Wrote {rec.path}: {rec.frames} frames at {rec.fps} fps")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``blip-rl record CHECKPOINT --game G --out FILE`` to the ``blip-rl`` sub-commands."""
+    r = sub.add_parser("record", help="a GIF (or MP4) of a checkpoint playing one game",
+                       description="Play one game with a checkpoint (that game's head, the evaluation "
+                                   "envs' preprocessing) and write the RGB screens as a GIF or MP4.")
+    r.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt or latest.pt")
+    r.add_argument("--game", required=True, help="a game the checkpoint has learned")
+    r.add_argument("--out", required=True, help="FILE.gif, or FILE.mp4 (needs imageio-ffmpeg)")
+    r.add_argument("--seed", type=int, help="as `blip-rl eval --seed` (default: the run's seed)")
+    r.add_argument("--max-steps", type=int, default=2000, help="agent steps at most (default 2000)")
+    r.add_argument("--fps", type=int, default=30, help="playback frames per second, one per agent step "
+                                                       "(default 30; real time is 15)")
+    r.add_argument("--sample", action="store_true", help="sample actions instead of the greedy one")
+    r.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    r.set_defaults(func=_cmd_record)

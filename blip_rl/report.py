@@ -1,0 +1,476 @@
+"""``blip-rl report``: the paper's figures and a results table from finished run dirs.
+
+Reads run dirs only (``config.yaml``, ``results.json``, the ``tb/`` event files and the per-game
+checkpoints) and writes, into a new ``--out`` dir:
+
+* ``accumulated_normalized.png``: accumulated normalized reward against env steps, one line per
+  method (mean over seeds, band min-max over seeds); the paper's Fig. 4.
+* ``per_game.png``: one panel per game, its normalized evaluation score from the step its
+  training starts to the end of the sequence; the paper's Fig. 3.
+* ``bits_<method>.png``: frozen bits of each layer's weights (rows) after each game (columns),
+  from the checkpoints ``<k>_<game>.pt`` of the method's lowest seed; the paper's Fig. 2.
+* ``table.md`` / ``summary.json``: ACC, BWT and the final accumulated normalized reward per method,
+  mean and sample standard deviation over seeds (from each ``results.json``).
+
+Runs are grouped by ``method`` and told apart by ``seed`` (both from ``config.yaml``). Figures
+need matplotlib (``pip install 'blip-rl[report]'``); it is imported only here, with the Agg
+canvas, so that a report never opens a window or changes the caller's pyplot backend.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .continual import Results, checkpoint_name
+from .io import atomic_write, atomic_write_json, atomic_write_text
+from .logging import KEYS
+from .metrics import accumulated_normalized
+
+__all__ = ["register", "make_report", "load_run", "RunData", "MissingDependencyError", "FILES"]
+
+#: Files every report writes (plus one ``bits_<method>.png`` per method).
+FILES = ("accumulated_normalized.png", "per_game.png", "table.md", "summary.json")
+
+#: Line colours of the methods this package knows; other methods take the next free colour.
+_COLORS = {"blip": "tab:red", "ewc": "tab:green", "ft": "tab:blue", "ft-fix": "tab:orange"}
+_DPI = 100
+
+
+class MissingDependencyError(ImportError, ValueError):
+    """An optional dependency is not installed (also a ``ValueError``: the CLI prints it in one line)."""
+
+
+@dataclass
+class RunData:
+    """One finished run dir, validated.
+
+    :param path: the run dir.
+    :param method: ``config.yaml``'s ``method``.
+    :param seed: ``config.yaml``'s ``seed``.
+    :param games: the games in the order they were learned.
+    :param results: the score matrix of ``results.json``.
+    """
+
+    path: Path
+    method: str
+    seed: int
+    games: list[str]
+    results: Results
+
+    @property
+    def final_accumulated(self) -> float:
+        """Accumulated normalized reward after the last game (sum of the last row, eq. of Fig. 4)."""
+        return accumulated_normalized(self.results.normalized[-1])
+
+
+# -- reading run dirs ---------------------------------------------------------------------------
+def load_run(path: str | Path) -> RunData:
+    """Read and check one finished run dir.
+
+    :raises ValueError: not a run dir, an unfinished run, or unreadable files (the message says
+        what to do).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path} does not exist or is not a directory; give run dirs made by "
+                         "`blip-rl train --run-dir DIR`")
+    if not (path / "config.yaml").is_file():
+        inside = sorted(p.parent.name for p in path.glob("*/config.yaml"))
+        hint = (f"; it holds run dirs ({', '.join(inside[:4])}{', ...' if len(inside) > 4 else ''}): "
+                f"give them, e.g. {path}/*") if inside else ""
+        raise ValueError(f"{path} is not a blip-rl run dir (no config.yaml){hint}")
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        method, seed, games = str(config["method"]), int(config["seed"]), [str(g) for g in config["games"]]
+    except (yaml.YAMLError, TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path / 'config.yaml'} is unreadable or lacks method/seed/games ({exc}); "
+                         "it was written by blip-rl train, so it was changed by hand: restore it") from None
+    resume = f"resume it with `blip-rl train --resume {path}`, or leave it out of the report"
+    if not (path / "results.json").is_file():
+        raise ValueError(f"{path} is an unfinished run (no results.json: no game finished yet); {resume}")
+    try:
+        results = Results.from_dict(json.loads((path / "results.json").read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path / 'results.json'} is unreadable ({exc}); it was written atomically, so it "
+                         "was changed by hand: restore it") from None
+    if results.tasks != games:
+        raise ValueError(f"{path}: results.json is for games {results.tasks} but config.yaml says {games}")
+    if len(results.raw) < len(games):
+        raise ValueError(f"{path} is an unfinished run ({len(results.raw)} of {len(games)} games learned); {resume}")
+    return RunData(path=path, method=method, seed=seed, games=games, results=results)
+
+
+def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
+    """Runs by method (known methods in the registry's order, then others by name), seeds sorted."""
+    from .core import METHODS
+
+    games = runs[0].games
+    for run in runs[1:]:
+        if run.games != games:
+            raise ValueError(f"the runs learned different game sequences ({runs[0].path}: {','.join(games)}; "
+                             f"{run.path}: {','.join(run.games)}); a report compares runs of one sequence: "
+                             "make one report per sequence")
+    groups: dict[str, list[RunData]] = {}
+    for run in runs:
+        group = groups.setdefault(run.method, [])
+        twin = next((r for r in group if r.seed == run.seed), None)
+        if twin is not None:
+            raise ValueError(f"{twin.path} and {run.path} are both method {run.method} with seed {run.seed}; "
+                             "give each (method, seed) once")
+        group.append(run)
+    order = [m for m in METHODS if m in groups] + sorted(m for m in groups if m not in METHODS)
+    return {m: sorted(groups[m], key=lambda r: r.seed) for m in order}
+
+
+Curve = tuple[np.ndarray, np.ndarray]
+
+
+def _tb_curves(tb_dir: Path, tags: Sequence[str]) -> dict[str, Curve]:
+    """Scalar curves ``tag -> (steps, values)`` from a run's event files (all files of the dir, in
+    order, so that a resumed run's purge of events past its checkpoint is honoured)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not tb_dir.is_dir():
+        return {}
+    guidance = {"scalars": 0, "images": 1, "tensors": 1, "histograms": 1, "compressedHistograms": 1, "audio": 1}
+    ea = EventAccumulator(str(tb_dir), size_guidance=guidance)
+    ea.Reload()
+    available = set(ea.Tags().get("scalars", []))
+    curves = {}
+    for tag in tags:
+        if tag not in available:
+            continue
+        # After each game the scheduler evaluates once more at the same step, after consolidation
+        # (the row of results.json): the last value logged at a step is the one to keep.
+        last: dict[int, float] = {}
+        for event in ea.Scalars(tag):
+            last[int(event.step)] = float(event.value)
+        steps = sorted(last)
+        curves[tag] = (np.asarray(steps, dtype=np.float64), np.asarray([last[s] for s in steps]))
+    return curves
+
+
+def _results_curve(run: RunData, tag: str) -> Curve:
+    """A curve from results.json alone (one point per game), for runs without event files."""
+    r, steps = run.results, np.asarray(run.results.steps, dtype=np.float64)
+    if tag == KEYS["accumulated"]:
+        return steps, np.asarray([accumulated_normalized(row) for row in r.normalized])
+    for j, game in enumerate(run.games):
+        for key, matrix in ((KEYS["eval_normalized"], r.normalized), (KEYS["eval_score"], r.raw)):
+            if tag == key.format(task=game):
+                return steps[j:], np.asarray([matrix[i][j] for i in range(j, len(matrix))], dtype=np.float64)
+    raise KeyError(tag)
+
+
+def _run_curves(run: RunData, tags: Sequence[str]) -> tuple[dict[str, Curve], str]:
+    """The curves ``tags`` of one run, from its event files or else results.json, and their source."""
+    curves = _tb_curves(run.path / "tb", tags)
+    source = "tensorboard" if len(curves) == len(tags) else "results.json" if not curves else "tensorboard+results.json"
+    return {t: curves[t] if t in curves else _results_curve(run, t) for t in tags}, source
+
+
+def _band(curves: Sequence[Curve]) -> dict[str, list[float]]:
+    """Mean, min and max over seeds on the union of their steps; each seed is interpolated
+    linearly inside its own step range and left out beyond it."""
+    xs = np.unique(np.concatenate([x for x, _ in curves]))
+    ys = np.full((len(curves), len(xs)), np.nan)
+    for i, (x, y) in enumerate(curves):
+        inside = (xs >= x[0]) & (xs <= x[-1])
+        ys[i, inside] = np.interp(xs[inside], x, y)
+    return {"steps": xs.tolist(), "mean": np.nanmean(ys, 0).tolist(), "min": np.nanmin(ys, 0).tolist(),
+            "max": np.nanmax(ys, 0).tolist(), "n": np.isfinite(ys).sum(0).tolist()}
+
+
+# -- statistics and the table ------------------------------------------------------------------
+def _clean(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; None with one value) of the finite values."""
+    vals = [float(v) for v in values if _clean(v) is not None]
+    return {"values": [_clean(v) for v in values], "mean": statistics.fmean(vals) if vals else None,
+            "std": statistics.stdev(vals) if len(vals) > 1 else None}
+
+
+def format_stat(stat: dict[str, Any]) -> str:
+    """``mean ± std`` with 3 decimals as in ``table.md`` (``n/a`` when undefined)."""
+    if stat["mean"] is None:
+        return "n/a"
+    return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["std"] is not None else "")
+
+
+def _summary(groups: dict[str, list[RunData]]) -> dict[str, Any]:
+    methods = {}
+    for method, runs in groups.items():
+        methods[method] = {
+            "seeds": [r.seed for r in runs],
+            "runs": [str(r.path) for r in runs],
+            "acc": _stats([r.results.acc for r in runs]),
+            "bwt": _stats([r.results.bwt if len(r.games) > 1 else None for r in runs]),
+            "accumulated_normalized": _stats([r.final_accumulated for r in runs]),
+        }
+    first = next(iter(groups.values()))[0]
+    return {"games": first.games, "statistic": "mean and sample standard deviation (ddof 1) over seeds",
+            "methods": methods}
+
+
+def _table(summary: dict[str, Any]) -> str:
+    lines = [
+        "# blip-rl report",
+        "",
+        f"Games, in the order learned: {', '.join(summary['games'])}. Scores are normalized per game "
+        "(0 = random policy, 1 = single-task PPO reference). ACC: mean final score over all games; "
+        "BWT: mean change of each earlier game's score from right after learning it to the end; "
+        "accumulated normalized: sum of the final scores (at most the number of games). "
+        "Mean ± sample standard deviation over seeds.",
+        "",
+        "| method | seeds | ACC | BWT | accumulated normalized |",
+        "|---|---|---|---|---|",
+    ]
+    for method, m in summary["methods"].items():
+        lines.append(f"| {method} | {', '.join(map(str, m['seeds']))} | {format_stat(m['acc'])} | "
+                     f"{format_stat(m['bwt'])} | {format_stat(m['accumulated_normalized'])} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- figures ----------------------------------------------------------------------------------
+def _require_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingDependencyError("blip-rl report draws its figures with matplotlib, which is not installed: "
+                                     "pip install 'blip-rl[report]' (or pip install matplotlib)") from None
+    return Figure
+
+
+def _colors(methods: Sequence[str]) -> dict[str, str]:
+    spare = [c for c in (f"tab:{n}" for n in ("purple", "brown", "pink", "gray", "olive", "cyan"))]
+    out = {}
+    for m in methods:
+        out[m] = _COLORS.get(m) or spare[len([k for k in out if k not in _COLORS]) % len(spare)]
+    return out
+
+
+def _save(fig, path: Path) -> None:
+    # Figure.savefig renders with the Agg canvas without pyplot (no window, no global backend).
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
+
+
+def _boundaries(runs: Sequence[RunData]) -> np.ndarray:
+    """Mean env step at the end of each game over all runs (identical for runs of one config)."""
+    return np.mean([r.results.steps for r in runs], axis=0)
+
+
+def _mark_games(ax, ends: np.ndarray, games: Sequence[str], *, labels: bool) -> None:
+    for end in ends[:-1]:
+        ax.axvline(end, color="0.7", lw=0.8, ls="--", zorder=0)
+    if labels:
+        starts = np.concatenate([[0.0], ends[:-1]])
+        for game, a, b in zip(games, starts, ends):
+            ax.text((a + b) / 2, 1.0, game, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    fontsize=8, color="0.35")
+
+
+def _plot_band(ax, band: dict[str, list[float]], color: str, label: str) -> None:
+    x = np.asarray(band["steps"])
+    ax.plot(x, band["mean"], color=color, lw=1.6, label=label, marker="." if len(x) < 30 else None)
+    ax.fill_between(x, band["min"], band["max"], color=color, alpha=0.2, lw=0)
+
+
+def _figure_accumulated(Figure, bands: dict[str, dict], colors, groups, ends, games) -> Any:
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for method, band in bands.items():
+        _plot_band(ax, band, colors[method], f"{method} ({len(groups[method])} seeds)")
+    _mark_games(ax, ends, games, labels=True)
+    ax.set_xlim(0, ends[-1])
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("env steps (all games)")
+    ax.set_ylabel("accumulated normalized reward")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, title="mean, band: min-max over seeds", title_fontsize=8)
+    return fig
+
+
+def _figure_per_game(Figure, bands: dict[str, dict[str, dict]], colors, groups, ends, games, normalized) -> Any:
+    ncols = min(3, len(games))
+    nrows = math.ceil(len(games) / ncols)
+    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    starts = np.concatenate([[0.0], ends[:-1]])
+    for j, game in enumerate(games):
+        ax = axes[j]
+        ax.axvspan(starts[j], ends[j], color="0.92", zorder=0, lw=0)  # the game's own training
+        for method in bands:
+            _plot_band(ax, bands[method][game], colors[method], method)
+        _mark_games(ax, ends, games, labels=False)
+        ax.set_xlim(starts[j], ends[-1])
+        if normalized[j]:
+            ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"{j + 1}. {game}", fontsize=10)
+        ax.set_xlabel("env steps (all games)", fontsize=8)
+        ax.set_ylabel("normalized score" if normalized[j] else "raw score", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(games):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7, loc="best", title="mean, band: min-max", title_fontsize=7)
+    return fig
+
+
+def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int]:
+    """Row labels (layer name and weight-map shape), heatmap images ``[layer][game]`` of the
+    weights' frozen bits after each game, and N."""
+    from .agents.learner import load_checkpoint
+    from .core import bit_map, blip_layers
+    from .logging import heatmap_image
+
+    layers: list[str] = []
+    images: list[list[np.ndarray]] = []
+    max_bits = 0
+    for k, game in enumerate(run.games):
+        path = run.path / "checkpoints" / checkpoint_name(k, game)
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: the bit heatmaps need the checkpoint of every game of the run")
+        policy, _ = load_checkpoint(path)
+        found = [(f"{name or 'layer'}\n{tuple(bit_map(layer.frozen_bits('weight')).shape)}", layer)
+                 for name, layer in blip_layers(policy.trunk)]
+        if k == 0:
+            layers = [name for name, _ in found]
+            images = [[] for _ in found]
+        for row, (name, layer) in enumerate(found):
+            max_bits = layer.max_bits
+            images[row].append(heatmap_image(layer.frozen_bits("weight").detach().cpu(), layer.max_bits))
+    return layers, images, max_bits
+
+
+def _figure_bits(Figure, run: RunData) -> Any:
+    import torch
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.ticker import MaxNLocator
+
+    from .logging import heatmap_image
+
+    layers, images, max_bits = _bit_maps(run)
+    n_games = len(run.games)
+    fig = Figure(figsize=(2.6 * n_games + 1.2, 1.7 * max(len(layers), 1) + 0.6), layout="constrained")
+    axes = fig.subplots(max(len(layers), 1), n_games, squeeze=False)
+    for row, name in enumerate(layers):
+        for k, game in enumerate(run.games):
+            ax = axes[row][k]
+            ax.imshow(images[row][k], aspect="auto", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"after {k + 1}. {game}", fontsize=9)
+            if k == 0:
+                ax.set_ylabel(name, fontsize=9)
+    fig.suptitle(f"{run.method} (seed {run.seed}): frozen bits per weight "
+                 "(rows: output units, columns: inputs)", fontsize=10)
+    # The colour scale of heatmap_image itself, sampled from 0 to N frozen bits.
+    colors = heatmap_image(torch.linspace(0, max_bits, 256), max_bits)[0]
+    mappable = ScalarMappable(norm=Normalize(0, max_bits), cmap=ListedColormap(colors))
+    bar = fig.colorbar(mappable, ax=axes, label="frozen bits", shrink=0.9)
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
+    return fig
+
+
+# -- the report ---------------------------------------------------------------------------------
+def _check_out(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ValueError(f"--out {out_dir} already exists and is not empty; pick a new --out "
+                         "(blip-rl report never overwrites files)")
+
+
+def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Write the report of ``run_dirs`` (finished runs of one game sequence) into the new ``out_dir``.
+
+    :param run_dirs: run dirs made by ``blip-rl train --run-dir``; grouped by method, one per seed.
+    :param out_dir: a directory that does not exist yet or is empty.
+    :returns: ``{"out_dir": Path, "files": [Path, ...], "table": str (table.md), "summary": dict
+        (summary.json)}``.
+    :raises ValueError: no runs, a path that is not a finished run dir, runs of different game
+        sequences, a repeated (method, seed), or a non-empty ``out_dir``.
+    :raises MissingDependencyError: matplotlib is not installed.
+    """
+    if not run_dirs:
+        raise ValueError("give at least one run dir (made by `blip-rl train --run-dir DIR`)")
+    out_dir = Path(out_dir)
+    _check_out(out_dir)
+    Figure = _require_matplotlib()
+    groups = _group([load_run(p) for p in run_dirs])
+    all_runs = [r for runs in groups.values() for r in runs]
+    games = all_runs[0].games
+    # A game without reference scores (not in the registry) is plotted as raw score.
+    normalized = [all(r.results.normalized[j][j] is not None for r in all_runs) for j in range(len(games))]
+
+    keys = [(KEYS["eval_normalized"] if normalized[j] else KEYS["eval_score"]).format(task=g)
+            for j, g in enumerate(games)]
+    acc_bands: dict[str, dict] = {}
+    game_bands: dict[str, dict[str, dict]] = {}
+    sources: dict[str, str] = {}
+    for method, runs in groups.items():
+        per_run = []
+        for run in runs:
+            curves, sources[str(run.path)] = _run_curves(run, [KEYS["accumulated"], *keys])
+            per_run.append(curves)
+        acc_bands[method] = _band([c[KEYS["accumulated"]] for c in per_run])
+        game_bands[method] = {g: _band([c[key] for c in per_run]) for g, key in zip(games, keys)}
+
+    summary = _summary(groups)
+    summary["curves_from"] = sources
+    summary["curves"] = {"accumulated_normalized": acc_bands, "per_game": game_bands}
+    table = _table(summary)
+    colors = _colors(list(groups))
+    ends = _boundaries(all_runs)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+
+    def save_fig(fig, name: str) -> None:
+        _save(fig, out_dir / name)
+        files.append(out_dir / name)
+
+    save_fig(_figure_accumulated(Figure, acc_bands, colors, groups, ends, games), "accumulated_normalized.png")
+    save_fig(_figure_per_game(Figure, game_bands, colors, groups, ends, games, normalized), "per_game.png")
+    for method, runs in groups.items():
+        save_fig(_figure_bits(Figure, runs[0]), f"bits_{method}.png")
+    atomic_write_text(out_dir / "table.md", table)
+    files.append(out_dir / "table.md")
+    summary["files"] = [p.name for p in files] + ["summary.json"]
+    atomic_write_json(out_dir / "summary.json", summary)
+    files.append(out_dir / "summary.json")
+    return {"out_dir": out_dir, "files": files, "table": table, "summary": summary}
+
+
+# -- command line -------------------------------------------------------------------------------
+def _cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    result = make_report(args.run_dirs, args.out)
+    print(result["table"])
+    print(f"Wrote {len(result['files'])} files to {result['out_dir']}:")
+    for path in result["files"]:
+        print(f"  {path.name}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``blip-rl report RUN_DIR... --out DIR`` to the ``blip-rl`` sub-commands."""
+    r = sub.add_parser("report", help="figures (paper Figs. 2-4) and an ACC/BWT table from finished run dirs",
+                       description="Figures and a table from finished run dirs, grouped by method and seed. "
+                                   "Needs matplotlib: pip install 'blip-rl[report]'.")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs of one game sequence (any methods, seeds)")
+    r.add_argument("--out", required=True, help="new directory for the report (must not exist or be empty)")
+    r.set_defaults(func=_cmd_report)

@@ -1,0 +1,179 @@
+"""``blip-rl sweep``: methods x seeds of ``blip-rl train`` as Ray tasks, one run dir each.
+
+Ray is the engine (``pip install blip-rl[ray]``): without ``--address`` a local Ray starts on
+this machine; with one, the sweep joins that cluster. Each run is one Ray task that runs
+``blip-rl train`` in a subprocess; a run that fails is retried from its last checkpoint with
+``blip-rl train --resume`` (the task itself is also retried by Ray if its worker dies).
+Re-running the same sweep command continues an interrupted sweep: finished runs are kept,
+unfinished ones resume.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import atomic_write_json, atomic_write_text
+
+__all__ = ["register", "plan_runs", "run_sweep"]
+
+#: ``train`` options a sweep passes through to every run (method and seed come from the sweep).
+PASS_THROUGH = ("games", "steps_per_game", "n_envs", "device", "backend", "eval_every", "eval_episodes",
+                "f_prior", "ig_rule")
+
+
+def _require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("blip-rl sweep needs Ray: pip install 'blip-rl[ray]' (or pip install ray)") from None
+    return ray
+
+
+def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One entry per (method, seed): its run dir and the ``blip-rl train`` arguments."""
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {args.seeds!r}") from None
+    if not methods or not seeds:
+        raise ValueError("give at least one method and one seed, e.g. --methods blip,ft --seeds 1,2")
+    if len(set(methods)) != len(methods) or len(set(seeds)) != len(seeds):
+        raise ValueError("--methods and --seeds must not repeat an entry")
+    from .core import METHODS
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    common: list[str] = []
+    if args.config:
+        common += ["--config", str(Path(args.config).resolve())]
+    for name in PASS_THROUGH:
+        value = getattr(args, name)
+        if value is not None:
+            common += [f"--{name.replace('_', '-')}", str(value)]
+    for item in args.set or []:
+        common += ["--set", item]
+    if args.cpus_per_run:
+        common += ["--set", f"torch_threads={args.cpus_per_run}"]
+    out = Path(args.out).resolve()
+    return [{"name": f"{m}-s{s}", "method": m, "seed": s, "run_dir": str(out / f"{m}-s{s}"),
+             "args": ["--method", m, "--seed", str(s), *common, "--no-progress"]}
+            for m in methods for s in seeds]
+
+
+def _run_one(run: dict[str, Any], retries: int) -> dict[str, Any]:
+    """Train one run in a subprocess; on failure resume it from its checkpoint, ``retries`` times."""
+    run_dir = Path(run["run_dir"])
+    attempts, log_lines = 0, []
+    status = "failed"
+    while attempts <= retries:
+        attempts += 1
+        started = (run_dir / "config.yaml").is_file()
+        argv = ["train", "--resume", str(run_dir), "--no-progress"] if started else \
+            ["train", *run["args"], "--run-dir", str(run_dir)]
+        proc = subprocess.run([sys.executable, "-m", "blip_rl.cli", *argv], capture_output=True, text=True)
+        log_lines.append(f"$ blip-rl {shlex.join(argv)}\n[exit {proc.returncode}]\n{proc.stdout}{proc.stderr}")
+        if proc.returncode == 0:
+            status = "done"
+            break
+        if proc.returncode == 2 and not started:
+            status = "invalid"  # a usage error: retrying cannot help
+            break
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "sweep.log", "\n".join(log_lines))
+    result = {"name": run["name"], "status": status, "attempts": attempts, "run_dir": str(run_dir)}
+    if (run_dir / "results.json").is_file():
+        res = json.loads((run_dir / "results.json").read_text())
+        result.update(acc=res.get("acc"), bwt=res.get("bwt"))
+    return result
+
+
+def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    runs = plan_runs(args)
+    out = Path(args.out)
+    plan = {"command": shlex.join(["blip-rl", *argv]), "runs": [r["name"] for r in runs],
+            "args": {r["name"]: r["args"] for r in runs}}
+    if out.exists() and any(out.iterdir()):
+        previous = out / "sweep.yaml"
+        if not previous.is_file() or yaml.safe_load(previous.read_text()).get("args") != plan["args"]:
+            raise ValueError(f"{out} already holds other work; give a new --out (an interrupted sweep continues "
+                             "only with the very same options)")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(plan, sort_keys=False))
+
+    ray = _require_ray()
+    init_kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if args.address:
+        init_kwargs["address"] = args.address
+    else:
+        init_kwargs["num_cpus"] = args.num_cpus or None
+    ray.init(**init_kwargs)
+    try:
+        remote = ray.remote(num_cpus=args.cpus_per_run or 1, num_gpus=args.gpus_per_run or 0,
+                            max_retries=args.retries)(_run_one)
+        pending = {remote.remote(r, args.retries): r["name"] for r in runs}
+        results = []
+        t0 = time.time()
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(done[0])
+            try:
+                res = ray.get(done[0])
+            except Exception as exc:  # the task died more often than Ray retries it
+                res = {"name": name, "status": "failed", "error": str(exc)}
+            results.append(res)
+            print(f"[{time.time() - t0:7.0f}s] {name}: {res['status']}"
+                  + (f"  ACC {res['acc']:.3f}" if res.get("acc") is not None else "")
+                  + (f"  BWT {res['bwt']:.3f}" if res.get("bwt") is not None else ""), flush=True)
+    finally:
+        ray.shutdown()
+    summary = {"runs": sorted(results, key=lambda r: r["name"])}
+    atomic_write_json(out / "sweep.json", summary)
+    return summary
+
+
+def _cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
+    summary = run_sweep(args, argv)
+    failed = [r["name"] for r in summary["runs"] if r["status"] != "done"]
+    print(f"\n{len(summary['runs']) - len(failed)} of {len(summary['runs'])} runs done; "
+          f"summary {Path(args.out) / 'sweep.json'}")
+    print(f"Figures and tables: blip-rl report {' '.join(r['run_dir'] for r in summary['runs'])} "
+          f"--out {Path(args.out) / 'report'}")
+    if failed:
+        print(f"failed: {', '.join(failed)} (see <run dir>/sweep.log; re-run the same command to retry)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("sweep", help="methods x seeds of `train` as Ray tasks (local Ray or a cluster)")
+    s.add_argument("--methods", required=True, help="comma-separated, e.g. blip,ewc,ft")
+    s.add_argument("--seeds", required=True, help="comma-separated integers, e.g. 1,2,3")
+    s.add_argument("--out", required=True, help="sweep dir: one run dir per method and seed")
+    s.add_argument("--config", help="YAML config for every run (e.g. configs/atari6.yaml)")
+    s.add_argument("--address", help="join a Ray cluster (auto, or ray://HOST:PORT); default: local Ray")
+    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    s.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each run reserves (and torch threads)")
+    s.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run reserves (e.g. 1, or 0.5)")
+    s.add_argument("--retries", type=int, default=2, help="resumes of a failed run from its checkpoint")
+    s.add_argument("--games")
+    s.add_argument("--steps-per-game", type=int)
+    s.add_argument("--n-envs", type=int)
+    s.add_argument("--device")
+    s.add_argument("--backend")
+    s.add_argument("--eval-every", type=int)
+    s.add_argument("--eval-episodes", type=int)
+    s.add_argument("--f-prior", type=float)
+    s.add_argument("--ig-rule")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.set_defaults(func=_cmd_sweep)

@@ -1,0 +1,46 @@
+"""`blip-rl sweep`: 2 methods x 2 seeds of tiny runs on a local Ray started by the test."""
+import json
+
+import pytest
+
+from tests._cli import TINY, blip_rl
+
+pytest.importorskip("ray", reason="Ray is in the test extra: pip install -e '.[test]'")
+
+SWEEP_TINY = [a for a in TINY if a != "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "s"
+    result = blip_rl("sweep", "--methods", "blip,ft", "--seeds", "1,2", "--out", out, "--num-cpus", "2",
+                     "--cpus-per-run", "1", "--games", "kungfu,boxing", *SWEEP_TINY, timeout=900)
+    return out, result
+
+
+def test_every_run_finishes_with_its_own_run_dir(sweep):
+    out, result = sweep
+    summary = json.loads((out / "sweep.json").read_text())
+    assert sorted(r["name"] for r in summary["runs"]) == ["blip-s1", "blip-s2", "ft-s1", "ft-s2"]
+    for run in summary["runs"]:
+        assert run["status"] == "done", run
+        res = json.loads((out / run["name"] / "results.json").read_text())
+        assert len(res["raw"]) == 2 and res["method"] == run["name"].split("-s")[0]
+        assert run["acc"] == res["acc"]
+    assert "blip-rl report" in result.stdout
+
+
+def test_the_same_sweep_again_continues_and_another_is_refused(sweep):
+    out, _ = sweep
+    again = blip_rl("sweep", "--methods", "blip,ft", "--seeds", "1,2", "--out", out, "--num-cpus", "2",
+                    "--cpus-per-run", "1", "--games", "kungfu,boxing", *SWEEP_TINY, timeout=600)
+    assert again.stdout.count(": done") == 4  # finished runs are recognised (resume says complete)
+    other = blip_rl("sweep", "--methods", "ewc", "--seeds", "1", "--out", out, *SWEEP_TINY, check=False)
+    assert other.returncode == 2 and "already holds other work" in other.stderr
+
+
+def test_bad_sweep_options_are_clear_errors(tmp_path):
+    out = blip_rl("sweep", "--methods", "blip,sgd", "--seeds", "1", "--out", tmp_path / "x", check=False)
+    assert out.returncode == 2 and "unknown method" in out.stderr
+    out = blip_rl("sweep", "--methods", "blip", "--seeds", "one", "--out", tmp_path / "y", check=False)
+    assert out.returncode == 2 and "comma-separated integers" in out.stderr
