@@ -36,6 +36,7 @@ setup(
         "tensorboard>=2.12,<3",
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
+        "pillow>=9",  # GIFs of `blip-rl record`
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "scikit-learn>=1.2", "ray>=2.10,<3", "matplotlib>=3.7,<4",
@@ -43,6 +44,7 @@ setup(
         "classification": ["scikit-learn>=1.2", "scipy>=1.9"],
         "ray": ["ray>=2.10,<3"],
         "report": ["matplotlib>=3.7,<4", "pillow>=9"],
+        "record": ["imageio-ffmpeg>=0.4.9"],  # MP4 output of `blip-rl record` (GIF needs only pillow)
     },
     entry_points={"console_scripts": ["blip-rl=blip_rl.cli:main"]},
 )

@@ -104,11 +104,13 @@ class _LockstepScreen:
         )
         self._seed = seed
 
-    def reset(self, env) -> Frame:
+    def reset(self) -> Frame:
         obs, _ = self._venv.reset(seed=np.array([self._seed], dtype=np.int64))
         return np.array(obs[0, -1])
 
-    def step(self, env, action: np.ndarray, step: int, reward: float, done: bool, info: dict) -> Frame:
+    def step(self, action: np.ndarray, step: int, reward: float, done: bool, info: dict) -> Frame:
+        """The screen after ``action``; ``reward``, ``done``, ``info`` are the agent env's for the
+        same step, checked against this env's."""
         obs, rew, terminated, truncated, rinfo = self._venv.step(np.asarray(action, dtype=np.int32).reshape(1))
         ended = bool(terminated[0] or truncated[0])
         if float(rew[0]) != reward or int(rinfo["lives"][0]) != info.get("lives") or ended != done:
@@ -138,10 +140,10 @@ class _SameEmulatorScreen:
         dummy = env.unwrapped
         self._wrapper = dummy.envs[0] = ScreenAfterStep(dummy.envs[0])
 
-    def reset(self, env) -> Frame:
+    def reset(self) -> Frame:
         return np.array(self._wrapper.unwrapped.ale.getScreenRGB())
 
-    def step(self, env, action, step, reward, done, info) -> Frame:
+    def step(self, action: np.ndarray, step: int, reward: float, done: bool, info: dict) -> Frame:
         return np.array(self._wrapper.screen)
 
     def close(self) -> None:
@@ -169,7 +171,7 @@ def play(policy, head: int, game, env_cfg, *, seed: int, max_steps: int, on_fram
     try:
         screen = _LockstepScreen(game, env_cfg, seed) if env_cfg.backend == "ale" else _SameEmulatorScreen(env)
         obs = env.reset()
-        on_frame(screen.reset(env))
+        on_frame(screen.reset())
         while steps < max_steps and not game_over:
             action = np.asarray(policy.act(obs, head, deterministic=deterministic, generator=generator))
             obs, rewards, dones, infos = env.step(action.reshape(1))
@@ -177,7 +179,7 @@ def play(policy, head: int, game, env_cfg, *, seed: int, max_steps: int, on_fram
             reward = float(rewards[0])  # raw: evaluation envs do not clip
             score += reward
             game_over = bool(dones[0])
-            on_frame(screen.step(env, action, steps, reward, game_over, infos[0]))
+            on_frame(screen.step(action, steps, reward, game_over, infos[0]))
     finally:
         if screen is not None:
             screen.close()
@@ -237,8 +239,7 @@ def _require_ffmpeg():
         from .report import MissingDependencyError
 
         raise MissingDependencyError("writing .mp4 needs imageio-ffmpeg, which is not installed: "
-                                     "pip install 'blip-rl[record]' (or pip install imageio-ffmpeg), "
-                                     "or write a .gif") from None
+                                     "pip install imageio-ffmpeg (or 'blip-rl[record]'), or write a .gif") from None
     return imageio_ffmpeg
 
 

@@ -19,8 +19,10 @@ canvas, so that a report never opens a window or changes the caller's pyplot bac
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import shlex
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,7 @@ from .io import atomic_write, atomic_write_json, atomic_write_text
 from .logging import KEYS
 from .metrics import accumulated_normalized
 
-__all__ = ["register", "make_report", "load_run", "RunData", "MissingDependencyError", "FILES"]
-
-#: Files every report writes (plus one ``bits_<method>.png`` per method).
-FILES = ("accumulated_normalized.png", "per_game.png", "table.md", "summary.json")
+__all__ = ["register", "make_report", "load_run", "RunData", "MissingDependencyError", "format_stat"]
 
 #: Line colours of the methods this package knows; other methods take the next free colour.
 _COLORS = {"blip": "tab:red", "ewc": "tab:green", "ft": "tab:blue", "ft-fix": "tab:orange"}
@@ -66,7 +65,7 @@ class RunData:
 
     @property
     def final_accumulated(self) -> float:
-        """Accumulated normalized reward after the last game (sum of the last row, eq. of Fig. 4)."""
+        """Accumulated normalized reward after the last game: the sum of the last row (paper Fig. 4)."""
         return accumulated_normalized(self.results.normalized[-1])
 
 
@@ -94,7 +93,7 @@ def load_run(path: str | Path) -> RunData:
     except (yaml.YAMLError, TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{path / 'config.yaml'} is unreadable or lacks method/seed/games ({exc}); "
                          "it was written by blip-rl train, so it was changed by hand: restore it") from None
-    resume = f"resume it with `blip-rl train --resume {path}`, or leave it out of the report"
+    resume = f"resume it with `blip-rl train --resume {shlex.quote(str(path))}`, or leave it out of the report"
     if not (path / "results.json").is_file():
         raise ValueError(f"{path} is an unfinished run (no results.json: no game finished yet); {resume}")
     try:
@@ -186,7 +185,7 @@ def _band(curves: Sequence[Curve]) -> dict[str, list[float]]:
     for i, (x, y) in enumerate(curves):
         inside = (xs >= x[0]) & (xs <= x[-1])
         ys[i, inside] = np.interp(xs[inside], x, y)
-    return {"steps": xs.tolist(), "mean": np.nanmean(ys, 0).tolist(), "min": np.nanmin(ys, 0).tolist(),
+    return {"steps": xs.astype(np.int64).tolist(), "mean": np.nanmean(ys, 0).tolist(), "min": np.nanmin(ys, 0).tolist(),
             "max": np.nanmax(ys, 0).tolist(), "n": np.isfinite(ys).sum(0).tolist()}
 
 
@@ -246,7 +245,6 @@ def _table(summary: dict[str, Any]) -> str:
 # -- figures ----------------------------------------------------------------------------------
 def _require_matplotlib():
     try:
-        import matplotlib  # noqa: F401
         from matplotlib.figure import Figure
     except ImportError:
         raise MissingDependencyError("blip-rl report draws its figures with matplotlib, which is not installed: "
@@ -255,11 +253,8 @@ def _require_matplotlib():
 
 
 def _colors(methods: Sequence[str]) -> dict[str, str]:
-    spare = [c for c in (f"tab:{n}" for n in ("purple", "brown", "pink", "gray", "olive", "cyan"))]
-    out = {}
-    for m in methods:
-        out[m] = _COLORS.get(m) or spare[len([k for k in out if k not in _COLORS]) % len(spare)]
-    return out
+    spare = itertools.cycle(["tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan"])
+    return {m: _COLORS[m] if m in _COLORS else next(spare) for m in methods}
 
 
 def _save(fig, path: Path) -> None:
@@ -410,8 +405,8 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str
         raise ValueError("give at least one run dir (made by `blip-rl train --run-dir DIR`)")
     out_dir = Path(out_dir)
     _check_out(out_dir)
-    Figure = _require_matplotlib()
     groups = _group([load_run(p) for p in run_dirs])
+    Figure = _require_matplotlib()
     all_runs = [r for runs in groups.values() for r in runs]
     games = all_runs[0].games
     # A game without reference scores (not in the registry) is plotted as raw score.

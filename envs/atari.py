@@ -442,8 +442,12 @@ def evaluate_policy(
     n_envs: int | None = None,
     max_episode_steps: int = 27000,
     backend: str = "ale",
+    **env_kwargs: Any,
 ) -> list[float]:
     """Play ``episodes`` full games with ``act_fn`` and return their raw scores.
+
+    ``env_kwargs`` (``frame_stack``, ``frameskip``, ``noop_max``, ``repeat_action_probability``)
+    go to :func:`make_vec_env`: give the ones the policy was trained with.
 
     Uses an evaluation env (``training=False``: full games, raw rewards) with ``n_envs`` copies
     (default ``min(episodes, 8)``; more than ``episodes`` is cut to ``episodes``), env ``i``
@@ -462,7 +466,7 @@ def evaluate_policy(
     n_envs = min(_check_int("n_envs", n_envs, 1), episodes)
     quotas = [(episodes + i) // n_envs for i in range(n_envs)]
     env = make_vec_env(
-        game, n_envs=n_envs, seed=seed, training=False, backend=backend, max_episode_steps=max_episode_steps
+        game, n_envs=n_envs, seed=seed, training=False, backend=backend, max_episode_steps=max_episode_steps, **env_kwargs
     )
     scores: list[float] = []
     played = [0] * n_envs

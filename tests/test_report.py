@@ -1,0 +1,224 @@
+"""`blip-rl report`: figures, table and summary from real tiny runs (2 methods x 2 seeds)."""
+import argparse
+import importlib.util
+import json
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from blip_rl import report as rep
+from blip_rl.continual import Results
+from blip_rl.metrics import accumulated_normalized
+
+needs_mpl = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                               reason="figures need matplotlib: pip install 'blip-rl[report]'")
+
+#: Two games of 64 steps: 32-step rollouts, an evaluation every 32 steps (4 points per run).
+TINY = ["--games", "kungfu,boxing", "--steps-per-game", "64", "--n-envs", "1", "--set", "ppo.n_steps=32",
+        "--set", "ppo.n_minibatches=1", "--set", "ppo.n_epochs=1", "--eval-episodes", "1",
+        "--set", "eval.max_episode_steps=20", "--set", "eval.n_envs=1", "--set", "fisher_samples=32",
+        "--set", "features_dim=16", "--set", "eval.every=32", "--set", "torch_threads=1", "--device", "cpu",
+        "--no-progress"]
+METHODS, SEEDS = ("blip", "ft"), (1, 2)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """{(method, seed): run dir} of four real two-game runs, trained side by side."""
+    root = tmp_path_factory.mktemp("runs")
+    dirs = {(m, s): root / f"{m}-s{s}" for m in METHODS for s in SEEDS}
+    procs = {key: subprocess.Popen([sys.executable, "-m", "blip_rl.cli", "train", *TINY, "--method", key[0],
+                                    "--seed", str(key[1]), "--run-dir", str(d)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for key, d in dirs.items()}
+    for key, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (key, out)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    return rep.make_report(list(runs.values()), tmp_path_factory.mktemp("rep") / "report")
+
+
+def _results(run_dir):
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def _copy(run_dir, dest, *, tb=True):
+    shutil.copytree(run_dir, dest, ignore=None if tb else shutil.ignore_patterns("tb"))
+    return dest
+
+
+@needs_mpl
+def test_every_file_is_written_and_pngs_are_sane(report):
+    out = report["out_dir"]
+    names = {"accumulated_normalized.png", "per_game.png", "bits_blip.png", "bits_ft.png", "table.md", "summary.json"}
+    assert {p.name for p in out.iterdir()} == names
+    assert {p.name for p in report["files"]} == names
+    for name in names - {"table.md", "summary.json"}:
+        with Image.open(out / name) as im:
+            assert im.format == "PNG"
+            assert 300 <= im.width <= 3000 and 200 <= im.height <= 3000, (name, im.size)
+            assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 20, name  # not a blank canvas
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(report["summary"]))
+    assert (out / "table.md").read_text() == report["table"]
+
+
+def _table_rows(table):
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] not in ("method",) and not cells[0].startswith("---"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _check_numbers(report, runs_by_method):
+    summary, rows = report["summary"], _table_rows(report["table"])
+    assert list(summary["methods"]) == list(runs_by_method) == list(rows)
+    for method, dirs in runs_by_method.items():
+        res = [_results(d) for d in dirs]
+        expected = {
+            "acc": [r["acc"] for r in res],
+            "bwt": [r["bwt"] for r in res],
+            "accumulated_normalized": [accumulated_normalized(r["normalized"][-1]) for r in res],
+        }
+        m = summary["methods"][method]
+        assert m["seeds"] == list(SEEDS)
+        cells = []
+        for key, values in expected.items():
+            mean, std = statistics.fmean(values), statistics.stdev(values)
+            assert m[key]["values"] == values
+            assert m[key]["mean"] == pytest.approx(mean, abs=1e-12)
+            assert m[key]["std"] == pytest.approx(std, abs=1e-12)
+            cells.append(f"{mean:.3f} ± {std:.3f}")
+        assert rows[method] == [", ".join(map(str, SEEDS)), *cells]
+
+
+@needs_mpl
+def test_table_is_mean_and_std_of_each_results_json(runs, report):
+    _check_numbers(report, {m: [runs[m, s] for s in SEEDS] for m in METHODS})
+
+
+@needs_mpl
+def test_curves_come_from_tensorboard_and_end_at_the_results(runs, report):
+    summary = report["summary"]
+    assert set(summary["curves_from"].values()) == {"tensorboard"}
+    for method in METHODS:
+        acc = summary["curves"]["accumulated_normalized"][method]
+        assert acc["steps"] == [32, 64, 96, 128]
+        finals = [accumulated_normalized(_results(runs[method, s])["normalized"][-1]) for s in SEEDS]
+        assert acc["mean"][-1] == pytest.approx(statistics.fmean(finals))
+        assert acc["min"][-1] == pytest.approx(min(finals)) and acc["max"][-1] == pytest.approx(max(finals))
+        boxing = summary["curves"]["per_game"][method]["boxing"]
+        assert boxing["steps"] == [96, 128]  # boxing is evaluated from its own training on
+        assert all(lo <= mean <= hi for lo, mean, hi in zip(boxing["min"], boxing["mean"], boxing["max"]))
+
+
+@pytest.fixture(scope="module")
+def varied(runs, tmp_path_factory):
+    """Copies of the runs without event files and with distinct scores (tiny runs mostly score 0)."""
+    root = tmp_path_factory.mktemp("varied")
+    out = {}
+    for i, ((method, seed), run_dir) in enumerate(sorted(runs.items())):
+        d = _copy(run_dir, root / run_dir.name, tb=False)
+        r = Results.from_dict(_results(d))
+        a, b, c = 0.1 + 0.07 * i, 0.05 + 0.11 * i, 0.9 - 0.13 * i
+        r.raw, r.normalized = [[a * 100, None], [b * 100, c * 10]], [[a, None], [b, c]]
+        r.save(d)
+        out[method, seed] = d
+    return out
+
+
+@needs_mpl
+def test_cli_on_runs_without_event_files(varied, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="blip-rl")
+    rep.register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "report"
+    args = parser.parse_args(["report", *(str(varied[k]) for k in sorted(varied, reverse=True)), "--out", str(out)])
+    assert args.func(args, []) == 0
+    printed = capsys.readouterr().out
+    table = (out / "table.md").read_text()
+    assert table in printed and "bits_ft.png" in printed
+    result = {"table": table, "summary": json.loads((out / "summary.json").read_text())}
+    _check_numbers(result, {m: [varied[m, s] for s in SEEDS] for m in METHODS})
+    # Curves from results.json alone: one point per game, ending at the final accumulated reward.
+    summary = result["summary"]
+    assert set(summary["curves_from"].values()) == {"results.json"}
+    blip = summary["curves"]["accumulated_normalized"]["blip"]
+    assert blip["steps"] == [64, 128]
+    finals = [sum(v for v in _results(varied["blip", s])["normalized"][-1]) for s in SEEDS]
+    assert blip["mean"][-1] == pytest.approx(statistics.fmean(finals))
+    assert not math.isclose(finals[0], finals[1])
+
+
+# -- errors -----------------------------------------------------------------------------------------
+def test_not_a_run_dir(runs, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        rep.make_report([tmp_path / "nope"], tmp_path / "out")
+    with pytest.raises(ValueError, match="not a blip-rl run dir"):
+        rep.make_report([tmp_path], tmp_path / "out")
+    # the parent of run dirs: the message says to give the run dirs themselves
+    with pytest.raises(ValueError, match=r"holds run dirs .*blip-s1"):
+        rep.make_report([runs["blip", 1].parent], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unfinished_runs_name_the_resume_command(runs, tmp_path):
+    started = _copy(runs["blip", 1], tmp_path / "started")
+    (started / "results.json").unlink()
+    with pytest.raises(ValueError, match=r"unfinished .*no results\.json") as err:
+        rep.make_report([started], tmp_path / "out")
+    assert f"blip-rl train --resume {started}" in str(err.value)
+
+    halfway = _copy(runs["blip", 1], tmp_path / "halfway")
+    r = Results.from_dict(_results(halfway))
+    r.raw, r.normalized, r.steps = r.raw[:1], r.normalized[:1], r.steps[:1]
+    r.save(halfway)
+    with pytest.raises(ValueError, match=r"unfinished run \(1 of 2 games learned\)") as err:
+        rep.make_report([runs["ft", 1], halfway], tmp_path / "out")
+    assert f"blip-rl train --resume {halfway}" in str(err.value)
+
+
+def test_runs_of_different_game_lists(runs, tmp_path):
+    other = _copy(runs["ft", 2], tmp_path / "other")
+    cfg = (other / "config.yaml").read_text()
+    (other / "config.yaml").write_text(cfg.replace("- kungfu\n- boxing\n", "- boxing\n- kungfu\n", 1))
+    r = Results.from_dict(_results(other))
+    r.tasks = ["boxing", "kungfu"]
+    r.save(other)
+    with pytest.raises(ValueError, match="different game sequences.*one report per sequence"):
+        rep.make_report([runs["blip", 1], other], tmp_path / "out")
+
+
+def test_same_method_and_seed_twice(runs, tmp_path):
+    twin = _copy(runs["blip", 1], tmp_path / "twin")
+    with pytest.raises(ValueError, match="both method blip with seed 1"):
+        rep.make_report([runs["blip", 1], twin], tmp_path / "out")
+
+
+def test_never_writes_into_a_non_empty_out_dir(runs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "table.md").write_text("mine")
+    with pytest.raises(ValueError, match="pick a new --out"):
+        rep.make_report([runs["blip", 1]], out)
+    assert [p.name for p in out.iterdir()] == ["table.md"] and (out / "table.md").read_text() == "mine"
+    with pytest.raises(ValueError, match="at least one run dir"):
+        rep.make_report([], tmp_path / "empty")
+
+
+def test_missing_matplotlib_says_what_to_install(runs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install 'blip-rl\[report\]'") as err:
+        rep.make_report([runs["blip", 1]], tmp_path / "out")
+    assert isinstance(err.value, ValueError)  # the CLI prints it as a one-line error
+    assert not (tmp_path / "out").exists()
