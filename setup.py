@@ -14,6 +14,7 @@ PACKAGES = {
     "blip_rl.classification": "blip_rl/classification",
     "blip_rl.agents": "agents",
     "blip_rl.envs": "envs",
+    "blip_rl.configs": "configs",
 }
 
 setup(
@@ -25,7 +26,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"blip_rl": ["configs/*.yaml", "configs/classification/*.yaml"]},
+    package_data={"blip_rl.configs": ["*.yaml", "classification/*.yaml"]},
     install_requires=[
         "torch>=2.1,<3",
         "numpy>=1.24,<3",

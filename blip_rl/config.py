@@ -215,13 +215,28 @@ def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
     return type(cfg)(**values)
 
 
+def config_file(name: str | Path) -> Path:
+    """A config by path, or by name among the shipped configs (``atari6``, ``quick``,
+    ``classification/digits5``; the ``.yaml`` may be left out)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    from importlib import resources
+
+    shipped = resources.files("blip_rl.configs")
+    for candidate in (str(name), f"{name}.yaml"):
+        resource = shipped.joinpath(candidate)
+        if resource.is_file():
+            return Path(str(resource))
+    names = sorted(p.name[:-5] for p in shipped.iterdir() if p.name.endswith(".yaml"))
+    raise ConfigError(f"config file {name} does not exist; give a path or a shipped config: {', '.join(names)}")
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (dotted keys allowed)."""
     cfg = TrainConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist (see configs/ for examples)")
+        path = config_file(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

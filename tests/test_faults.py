@@ -16,7 +16,7 @@ from tests._cli import TINY, blip_rl, command
 
 #: Long enough to be killed in the middle: 4 updates per game, resumable checkpoint each update.
 RUN = ["--games", "kungfu,boxing", *[a for a in TINY if a != "128"], "--set", "checkpoint_every=128"]
-RUN[RUN.index("--steps-per-game") + 1:RUN.index("--steps-per-game") + 1] = ["512"]
+RUN[RUN.index("--steps-per-game") + 1:RUN.index("--steps-per-game") + 1] = ["1024"]
 
 
 def _check_complete(run_dir: Path) -> None:
@@ -24,7 +24,7 @@ def _check_complete(run_dir: Path) -> None:
     assert results["tasks"] == ["kungfu", "boxing"] and len(results["raw"]) == 2
     assert results["raw"][0][1] is None and results["raw"][1][1] is not None
     # Each game's budget was learned exactly once: no game repeated or skipped.
-    assert results["steps"] == [512, 1024]
+    assert results["steps"] == [1024, 2048]
     for name in ("0_kungfu.pt", "1_boxing.pt", "latest.pt"):
         payload = torch.load(run_dir / "checkpoints" / name, weights_only=True)
         assert payload["tasks_done"] == (1 if name.startswith("0") else 2)
@@ -38,7 +38,11 @@ def test_kill_9_at_random_moments_then_resume_completes(tmp_path):
                             stderr=subprocess.PIPE)
     kills = 0
     for _ in range(3):
-        time.sleep(rng.uniform(4.0, 12.0))
+        # Kill at a random moment once the process is past start-up (its run dir exists).
+        deadline = time.time() + 120
+        while not (run_dir / "config.yaml").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(rng.uniform(1.0, 6.0))
         if proc.poll() is not None:
             break
         proc.kill()

@@ -74,8 +74,10 @@ class ClassifyConfig:
 
 
 def default_config_path(benchmark: str) -> Path:
-    """``configs/classification/<benchmark>.yaml`` of the source tree this package runs from."""
-    return Path(__file__).resolve().parents[2] / "configs" / "classification" / f"{benchmark}.yaml"
+    """The shipped ``configs/classification/<benchmark>.yaml`` (installed as ``blip_rl.configs``)."""
+    from ..config import config_file
+
+    return config_file(f"classification/{benchmark}.yaml")
 
 
 def _number(value: Any) -> Any:

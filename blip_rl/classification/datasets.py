@@ -253,7 +253,8 @@ def load_svhn(data_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _read_image_folders(root: Path, *, size: int | None, mode: str, what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_image_folders(root: Path, *, size: int | None, mode: str,
+                        what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images under ``root/<class>/*`` (sorted class names -> labels 0..), as uint8 arrays."""
     try:
         from PIL import Image

@@ -140,7 +140,8 @@ class ClassificationLearner:
             raise ValueError(f"the model has {len(model.heads)} heads for {len(self.tasks)} tasks")
         for k, (task, head) in enumerate(zip(self.tasks, model.heads)):
             if head.out_features != task.n_classes:
-                raise ValueError(f"head {k} has {head.out_features} outputs, task {task.name} has {task.n_classes} classes")
+                raise ValueError(f"head {k} has {head.out_features} outputs, "
+                                 f"task {task.name} has {task.n_classes} classes")
         self.task_names = [t.name for t in self.tasks]
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -178,6 +179,7 @@ class ClassificationLearner:
             p = self._progress
             p.epoch, p.lr, p.patience = int(resume["epoch"]), float(resume["lr"]), int(resume["patience"])
             p.best_loss, p.best_state = float(resume["best_loss"]), resume["best_state"]
+            p.finished = bool(resume["finished"])
             self._set_optimizer(method, p.lr)
             self._optimizer.load_state_dict(resume["optimizer"])
             self._generator.set_state(resume["generator"])
@@ -218,7 +220,7 @@ class ClassificationLearner:
                     else:
                         self._set_optimizer(self._method, p.lr)  # the authors rebuild the optimizer
             on_update(self.global_step)
-            if should_stop is not None and should_stop() and p.epoch < budget and not p.finished:
+            if should_stop is not None and should_stop():
                 return False
         if p.best_state is not None:
             self.model.load_state_dict(p.best_state)
@@ -277,6 +279,7 @@ class ClassificationLearner:
         if resumable and p is not None:
             progress = {
                 "task": p.task, "epoch": p.epoch, "lr": p.lr, "patience": p.patience, "best_loss": p.best_loss,
+                "finished": p.finished,
                 "best_state": _to_cpu(p.best_state), "optimizer": _to_cpu(self._optimizer.state_dict()),
                 "generator": self._generator.get_state(), "torch_rng": torch.get_rng_state(),
             }

@@ -49,6 +49,14 @@ def _init_trunk(trunk: nn.Module, init: str) -> None:
                 layer.bias.zero_()
 
 
+def _core_init(init: str) -> str:
+    """The core layers' own init: skip their orthogonal init (a QR per layer, seconds for the
+    2048-wide linears) when :func:`_init_trunk` draws the weights anyway."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return "orthogonal" if init == "orthogonal" else "default"
+
+
 def _check_heads(head_sizes: Sequence[int]) -> list[int]:
     sizes = [int(n) for n in head_sizes]
     if not sizes or any(n < 1 for n in sizes):
@@ -101,7 +109,8 @@ class MLP(_MultiHead):
         n_in = int(math.prod(input_shape))
         layers: list[nn.Module] = [nn.Flatten()]
         for i in range(hidden_layers):
-            layers += [BlipLinear(n_in if i == 0 else hidden, hidden, max_bits=max_bits, f_prior=f_prior), nn.ReLU()]
+            layers += [BlipLinear(n_in if i == 0 else hidden, hidden, max_bits=max_bits, f_prior=f_prior,
+                                  init=_core_init(init)), nn.ReLU()]
         self.trunk = nn.Sequential(*layers)
         _init_trunk(self.trunk, init)
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in heads)
@@ -153,7 +162,7 @@ class AlexNet(_MultiHead):
         channels, size = int(input_shape[0]), int(input_shape[1])
         widths = [round(64 * conv_mult), round(128 * conv_mult), round(256 * conv_mult)]
         kernels = [size // 8, size // 10, 2]
-        blip = {"max_bits": max_bits, "f_prior": f_prior}
+        blip = {"max_bits": max_bits, "f_prior": f_prior, "init": _core_init(init)}
         layers: list[nn.Module] = []
         s, c_in = size, channels
         for width, k, p in zip(widths, kernels, (d1, d1, d2)):

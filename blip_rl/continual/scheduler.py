@@ -90,7 +90,7 @@ def _record_row(learner: Learner, results: Results, logger: RunLogger, run_dir: 
         logger.scalar(KEYS["bwt"], results.bwt, step)
     logger.flush()
     if on_message is not None:
-        row = ", ".join(f"{t} {raw:.1f}" + (f" ({n:.2f})" if n is not None else "") for t, (raw, n) in scores.items())
+        row = ", ".join(f"{t} {raw:.4g}" + (f" ({n:.2f})" if n is not None else "") for t, (raw, n) in scores.items())
         on_message(f"after {learner.task_names[k]} (task {k + 1}/{len(learner.task_names)}, step {step}): {row}")
 
 

@@ -69,7 +69,8 @@ def frozen_interval(
 
     lo, hi = c -/+ b * 2^-n, intersected with the quantization range +-b (1 - 2^-N). With
     ``strict`` the radius is b * 2^-(n+1), so rounding to nearest can never change Q(theta, n);
-    the paper's radius (the default) allows one step of the n-th bit. Endpoints are exact up
+    the paper's radius (the default) allows one step of the n-th bit. With n = 0 the radius is b
+    in both modes (the whole range). Endpoints are exact up
     to one float32 rounding of c -/+ radius. A parameter with n = N has
     lo = hi = its anchor (up to the range clamp) and never moves.
 
@@ -85,6 +86,8 @@ def frozen_interval(
     else:
         radius = bound * torch.exp2(-bits.to(torch.float32))
     radius = torch.where(bits >= max_bits, torch.zeros_like(radius), radius)
+    # No frozen bit: the whole range, in either mode (strictness is about keeping frozen bits).
+    radius = torch.where(bits == 0, torch.full_like(radius, bound), radius)
     limit = bound * (1.0 - 2.0 ** (-max_bits))
     lo = torch.clamp(anchor - radius, min=-limit)
     hi = torch.clamp(anchor + radius, max=limit)

@@ -64,6 +64,7 @@ def test_parameters_stay_in_frozen_interval_under_any_optimizer_steps(shape, max
         n = getattr(layer, f"{name}_bits").float()
         b = layer.bound(name)
         radius = b * torch.exp2(-(n + (1 if strict else 0)))
+        radius[n == 0] = b  # no frozen bit: the whole range
         ulp = 2 * torch.finfo(torch.float32).eps * b  # one rounding of c -/+ radius in float32
         assert torch.all((p - c).abs() <= radius + ulp)
         limit = b * (1 - 2.0 ** -max_bits)
