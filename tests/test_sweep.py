@@ -44,3 +44,22 @@ def test_bad_sweep_options_are_clear_errors(tmp_path):
     assert out.returncode == 2 and "unknown method" in out.stderr
     out = blip_rl("sweep", "--methods", "blip", "--seeds", "one", "--out", tmp_path / "y", check=False)
     assert out.returncode == 2 and "comma-separated integers" in out.stderr
+
+
+def test_report_on_the_sweep_outputs(sweep, tmp_path):
+    import statistics
+
+    pytest.importorskip("matplotlib")
+    from blip_rl.report import make_report
+
+    out, _ = sweep
+    runs = {m: [out / f"{m}-s{s}" for s in (1, 2)] for m in ("blip", "ft")}
+    report = make_report([d for dirs in runs.values() for d in dirs], tmp_path / "report")
+    for name in ("accumulated_normalized.png", "per_game.png", "bits_blip.png", "table.md", "summary.json"):
+        assert (tmp_path / "report" / name).is_file(), name
+    for method, dirs in runs.items():
+        accs = [json.loads((d / "results.json").read_text())["acc"] for d in dirs]
+        m = report["summary"]["methods"][method]
+        assert m["acc"]["values"] == accs
+        assert m["acc"]["mean"] == pytest.approx(statistics.fmean(accs), abs=1e-12)
+        assert m["acc"]["std"] == pytest.approx(statistics.stdev(accs), abs=1e-12)
