@@ -108,7 +108,7 @@ class AtariLearner:
             vf_coef=ppo.vf_coef,
             max_grad_norm=ppo.max_grad_norm,
             policy_kwargs={"extractor_kwargs": _extractor_kwargs(cfg, self.device),
-                           "optimizer_kwargs": {"eps": ppo.adam_eps}},
+                           "optimizer_kwargs": {"eps": ppo.adam_eps, "fused": ppo.fused_adam}},
             seed=cfg.seed,
             device=self.device,
             fast=cfg.fast,

@@ -41,6 +41,7 @@ class PPOConfig:
     learning_rate: float = 2.5e-4  #: Adam lr at the start of each game, decayed linearly to 0
     lr_decay: bool = True  #: linear decay within each game
     adam_eps: float = 1e-5
+    fused_adam: bool = True  #: PyTorch's fused Adam kernel (CPU and CUDA): same update, ~7x faster step here
     n_steps: int = 125  #: rollout length per env (paper: 16 envs x 125 = 2,000)
     n_epochs: int = 4
     n_minibatches: int = 8  #: minibatches per epoch; batch size = n_steps * n_envs / n_minibatches
