@@ -80,9 +80,10 @@ class AtariLearner:
     :param cfg: the resolved run configuration.
     :param tb_dir: where SB3 writes its training scalars (``train/*``, ``rollout/*``, ``time/*``),
         or ``None`` for no logging.
+    :param purge_step: on resume, the checkpoint's global step (TensorBoard's purge_step).
     """
 
-    def __init__(self, cfg: TrainConfig, *, tb_dir: Path | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, *, tb_dir: Path | None = None, purge_step: int | None = None) -> None:
         self.cfg = cfg
         self.games = parse_games(cfg.games)
         self.task_names = [g.name for g in self.games]
@@ -115,7 +116,17 @@ class AtariLearner:
             verbose=0,
         )
         if tb_dir is not None:
-            self.model.set_logger(configure(str(tb_dir), ["tensorboard"]))
+            logger = configure(str(tb_dir), ["tensorboard"])
+            if purge_step is not None:
+                # On resume, hide SB3's own events after the checkpoint's step, as RunLogger does.
+                from stable_baselines3.common.logger import TensorBoardOutputFormat
+                from torch.utils.tensorboard import SummaryWriter
+
+                for fmt in logger.output_formats:
+                    if isinstance(fmt, TensorBoardOutputFormat):
+                        fmt.writer.close()
+                        fmt.writer = SummaryWriter(str(tb_dir), purge_step=purge_step)
+            self.model.set_logger(logger)
         self.policy: MultiHeadPolicy = self.model.policy  # type: ignore[assignment]
         self.trunk = self.policy.trunk
         self._env_game = 0

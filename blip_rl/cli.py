@@ -161,7 +161,8 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from .core import make_method
     from .logging import RunLogger
 
-    learner = AtariLearner(cfg, tb_dir=run_dir / "tb")
+    learner = AtariLearner(cfg, tb_dir=run_dir / "tb",
+                           purge_step=int(payload["global_step"]) if payload is not None else None)
     method = make_method(cfg.method, learner.trunk, **_method_kwargs(cfg))
     tasks_done = None
     if payload is not None:
