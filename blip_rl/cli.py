@@ -161,18 +161,17 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from .core import make_method
     from .logging import RunLogger
 
-    learner = AtariLearner(cfg, tb_dir=run_dir / "tb",
-                           purge_step=int(payload["global_step"]) if payload is not None else None)
-    method = make_method(cfg.method, learner.trunk, **_method_kwargs(cfg))
-    tasks_done = None
-    if payload is not None:
-        learner.restore(payload, method)
-        tasks_done = payload["tasks_done"]
+    tasks_done = payload["tasks_done"] if payload is not None else None
     if tasks_done == len(cfg.games) and results is not None and len(results.raw) == len(cfg.games):
-        learner.close()
+        # Nothing to do: touch nothing (no TensorBoard writer: its purge would hide the curves).
         print(f"{run_dir} is complete: all {len(cfg.games)} games learned.\n")
         print(results.table())
         return 0
+    learner = AtariLearner(cfg, tb_dir=run_dir / "tb",
+                           purge_step=int(payload["global_step"]) if payload is not None else None)
+    method = make_method(cfg.method, learner.trunk, **_method_kwargs(cfg))
+    if payload is not None:
+        learner.restore(payload, method)
     logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None)
     if payload is None:
         logger.text("config", "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")

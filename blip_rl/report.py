@@ -154,7 +154,8 @@ def _tb_curves(tb_dir: Path, tags: Sequence[str]) -> dict[str, Curve]:
         for event in ea.Scalars(tag):
             last[int(event.step)] = float(event.value)
         steps = sorted(last)
-        curves[tag] = (np.asarray(steps, dtype=np.float64), np.asarray([last[s] for s in steps]))
+        if steps:  # a tag whose events were all purged falls back to results.json
+            curves[tag] = (np.asarray(steps, dtype=np.float64), np.asarray([last[s] for s in steps]))
     return curves
 
 
