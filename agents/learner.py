@@ -267,10 +267,11 @@ def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *,
     """
     ev = cfg.eval
     gen = torch.Generator(device=policy.device).manual_seed(seed)
-    scores = evaluate_policy(lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game, episodes=episodes or ev.episodes,
-                             seed=seed + ev.seed_offset, n_envs=ev.n_envs, max_episode_steps=ev.max_episode_steps,
-                             backend=cfg.env.backend, frame_stack=cfg.env.frame_stack, frameskip=cfg.env.frameskip,
-                             noop_max=cfg.env.noop_max, repeat_action_probability=cfg.env.repeat_action_probability)
+    with policy.weight_cast_cache():
+        scores = evaluate_policy(lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game, episodes=episodes or ev.episodes,
+                                 seed=seed + ev.seed_offset, n_envs=ev.n_envs, max_episode_steps=ev.max_episode_steps,
+                                 backend=cfg.env.backend, frame_stack=cfg.env.frame_stack, frameskip=cfg.env.frameskip,
+                                 noop_max=cfg.env.noop_max, repeat_action_probability=cfg.env.repeat_action_probability)
     return scores
 
 

@@ -82,6 +82,11 @@ class ContinualPPO(PPO):
         else:
             super()._update_current_progress_remaining(num_timesteps, total_timesteps)
 
+    def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
+        # Parameters are fixed during a rollout: in fast mode the trunk's bf16 weights are cast once.
+        with self.policy.weight_cast_cache():
+            return super().collect_rollouts(*args, **kwargs)
+
     # -- the update (mirrors SB3 2.9.2 PPO.train) ------------------------------------------------
     def train(self) -> None:
         self.policy.set_training_mode(True)

@@ -113,3 +113,46 @@ def test_fast_mode_keeps_the_frozen_interval_invariant():
         assert layer.weight.dtype == torch.float32
         assert torch.all((layer.weight.detach() - anchor).abs() <= bound * torch.exp2(-bits.float()) + 4e-7 * bound)
         assert bits.float().mean() > 1  # the test froze something
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_frames_are_scaled_as_sb3_does_with_one_conversion(channels_last, dtype):
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
+    kw = {**PPO_KW["policy_kwargs"], "extractor_kwargs": {"features_dim": 64, "channels_last": channels_last}}
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **{**PPO_KW, "policy_kwargs": kw})
+    policy = model.policy
+    policy.autocast_dtype = dtype
+    obs = torch.arange(256, dtype=torch.uint8).repeat(2 * 4 * 84 * 84 // 256 + 1)[: 2 * 4 * 84 * 84].view(2, 4, 84, 84)
+    x = policy.images(obs)
+    expected = preprocess_obs(obs, policy.observation_space)  # SB3: obs.float() / 255
+    assert x.dtype == (dtype or torch.float32)
+    assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert torch.equal(x, expected.to(x.dtype))  # the same rounding as autocast's cast of SB3's floats
+
+
+def test_weight_cast_cache_casts_trunk_weights_once_per_block_and_changes_no_output():
+    from contextlib import nullcontext
+
+    from torch.profiler import ProfilerActivity, profile
+
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), fast=True, **PPO_KW)
+    policy = model.policy
+    obs = torch.as_tensor(model.env.reset())
+    fc_shape = list(policy.trunk.linear[0].weight.shape)
+
+    def four_forwards(block):
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            with torch.no_grad(), block:
+                logits = torch.stack([policy.head_logits(obs, 0) for _ in range(4)])
+        casts = [e for e in prof.events() if e.name == "aten::_to_copy" and e.input_shapes[:1] == [fc_shape]]
+        return logits, len(casts)
+
+    uncached, n_uncached = four_forwards(nullcontext())
+    cached, n_cached = four_forwards(policy.weight_cast_cache())
+    assert (n_uncached, n_cached) == (4, 1)  # the 64x3136 weight is cast to bf16 once per block
+    assert cached.dtype == torch.float32 and torch.equal(cached, uncached)  # heads still run in float32
+    policy.autocast_dtype = None
+    with policy.weight_cast_cache():  # float32 mode: a no-op
+        assert not torch.is_autocast_enabled("cpu")
