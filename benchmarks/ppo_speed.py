@@ -1,9 +1,10 @@
 """PPO training speed: stock stable-baselines3 against blip-rl, same network and work, one run.
 
-    python benchmarks/ppo_speed.py [--game boxing] [--n-envs 16] [--n-steps 125] [--rollouts 3]
+    python benchmarks/ppo_speed.py [--game boxing] [--n-envs 16] [--n-steps 125] [--rollouts 1] [--rounds 6]
 
 All four learners use the paper's network (conv 32/64/128 + FC 1024) and PPO settings (n_steps x
-n_envs per rollout, 4 epochs, 8 minibatches) and learn the same number of env steps on one game:
+n_envs per rollout, 4 epochs, 8 minibatches) and learn the same number of env steps on one game,
+timed in interleaved rounds after a warm-up rollout (the median is printed):
 
 1. stock SB3 PPO: ``make_atari_env`` + ``VecFrameStack``, the trunk as plain layers;
 2. blip-rl ``ft`` in fp32, 3. blip-rl ``blip`` in fp32 (exactly what ``blip-rl train`` runs);
@@ -44,7 +45,8 @@ def matmul_rate(dtype=torch.float32, n: int = 2048, repeat: int = 5) -> float:
     return 2 * n**3 * repeat / (time.perf_counter() - t0)
 
 
-def stock_sb3(args, steps: int) -> float:
+def stock_sb3(args):
+    """Stock SB3 PPO after one warm-up rollout+update; returns (learn(steps) callable, closer)."""
     import ale_py
     import gymnasium
     from stable_baselines3 import PPO
@@ -59,18 +61,16 @@ def stock_sb3(args, steps: int) -> float:
                 policy_kwargs={"features_extractor_class": BlipAtariCNN,
                                "features_extractor_kwargs": {"quantized": False}})
     model.learn(args.n_steps * args.n_envs)  # warm-up: one rollout and update
-    t0 = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    rate = steps / (time.perf_counter() - t0)
-    env.close()
-    return rate
+    return lambda steps: model.learn(steps, reset_num_timesteps=False), env.close
 
 
-def blip_rl(args, steps: int, method: str, fast: bool, frozen: bool = False) -> tuple[float, AtariLearner, object]:
-    """Steps/s of ``blip-rl train``'s learner; with ``frozen``, bits are first frozen by a real
-    consolidation on the warm-up rollout's states, as in every game after the first."""
+def blip_rl(args, method: str, fast: bool, frozen: bool = False):
+    """``blip-rl train``'s learner after one warm-up rollout+update; with ``frozen``, bits are first
+    frozen by a real consolidation on the warm-up rollout's states, as in every game after the
+    first. Returns (learn(steps) callable, learner, method)."""
     rollout = args.n_steps * args.n_envs
-    cfg = load_config(None, {"games": [args.game] * 1, "method": method, "steps_per_game": steps + rollout,
+    budget = rollout * (1 + args.rounds * args.rollouts)
+    cfg = load_config(None, {"games": [args.game], "method": method, "steps_per_game": budget,
                              "env.n_envs": args.n_envs, "ppo.n_steps": args.n_steps, "fast": fast,
                              "device": "cpu", "seed": 0})
     learner = AtariLearner(cfg)
@@ -79,10 +79,20 @@ def blip_rl(args, steps: int, method: str, fast: bool, frozen: bool = False) -> 
     learner.model.learn(rollout, reset_num_timesteps=False)  # warm-up
     if frozen:
         m.end_task(1, learner.fisher_data(0))
-    t0 = time.perf_counter()
-    learner.model.learn(steps, reset_num_timesteps=False)
-    rate = steps / (time.perf_counter() - t0)
-    return rate, learner, m
+    return (lambda steps: learner.model.learn(steps, reset_num_timesteps=False)), learner, m
+
+
+def timed_rounds(learners: dict, steps: int, rounds: int) -> dict[str, list[float]]:
+    """steps/s of every learner, ``rounds`` times, interleaved (a slow spell of a shared machine
+    then hits all learners alike instead of one)."""
+    rates: dict[str, list[float]] = {name: [] for name in learners}
+    for r in range(rounds):
+        names = list(learners)
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order each round
+            t0 = time.perf_counter()
+            learners[name](steps)
+            rates[name].append(steps / (time.perf_counter() - t0))
+    return rates
 
 
 def env_only(game: str, backend: str, n_envs: int, steps: int = 300) -> float:
@@ -112,28 +122,40 @@ def main() -> None:
     ap.add_argument("--game", default="boxing")
     ap.add_argument("--n-envs", type=int, default=16)
     ap.add_argument("--n-steps", type=int, default=125)
-    ap.add_argument("--rollouts", type=int, default=3, help="timed rollouts+updates per learner")
+    ap.add_argument("--rollouts", type=int, default=1, help="rollouts+updates per learner and round")
+    ap.add_argument("--rounds", type=int, default=6, help="interleaved timing rounds (median reported)")
     args = ap.parse_args()
     from blip_rl.envs import get_game
 
     game = get_game(args.game)
     args.ale_name = game.gym_id.split("/")[1].rsplit("-", 1)[0]
     steps = args.rollouts * args.n_steps * args.n_envs
-    print(f"{game.title}, {args.n_envs} envs x {args.n_steps} steps x {args.rollouts} rollouts = {steps} env steps, "
+    print(f"{game.title}, {args.n_envs} envs x {args.n_steps} steps x {args.rollouts} rollouts = {steps} env steps "
+          f"per learner and round, "
           f"4 epochs, 8 minibatches, {torch.get_num_threads()} torch threads\n")
 
-    rates = {"stock SB3 PPO (make_atari_env)": stock_sb3(args, steps)}
-    rates["blip-rl ft (fp32)"], *_ = blip_rl(args, steps, "ft", False)
-    rates["blip-rl blip (fp32)"], learner, method = blip_rl(args, steps, "blip", False)
-    rates["blip-rl blip (fp32), bits frozen"], *_ = blip_rl(args, steps, "blip", False, frozen=True)
-    rates["blip-rl blip --fast (bf16)"], *_ = blip_rl(args, steps, "blip", True)
+    stock, close_stock = stock_sb3(args)
+    ft, ft_learner, _ = blip_rl(args, "ft", False)
+    blip, learner, method = blip_rl(args, "blip", False)
+    frozen, frozen_learner, _ = blip_rl(args, "blip", False, frozen=True)
+    fast, fast_learner, _ = blip_rl(args, "blip", True)
+    runs = timed_rounds({"stock SB3 PPO (make_atari_env)": stock, "blip-rl ft (fp32)": ft,
+                         "blip-rl blip (fp32)": blip, "blip-rl blip (fp32), bits frozen": frozen,
+                         "blip-rl blip --fast (bf16)": fast}, steps, args.rounds)
+    close_stock()
+    ft_learner.close()
+    frozen_learner.close()
+    fast_learner.close()
+    rates = {name: float(np.median(r)) for name, r in runs.items()}
     base = rates["stock SB3 PPO (make_atari_env)"]
     flops_step = network_flops_per_obs() * (1 + 4 * 3)  # rollout forward + 4 epochs of fwd+bwd
     peak32, peak16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
-    print(f"{'learner':34s} {'steps/s':>8s} {'vs stock':>9s} {'share of matmul rate':>21s}")
+    print(f"median of {args.rounds} interleaved rounds (min-max in brackets)")
+    print(f"{'learner':34s} {'steps/s':>8s} {'':15s} {'vs stock':>9s} {'share of matmul rate':>21s}")
     for name, r in rates.items():
         peak = peak16 if "bf16" in name else peak32
-        print(f"{name:34s} {r:8.1f} {r / base:8.2f}x {100 * r * flops_step / peak:20.0f}%")
+        spread = f"[{min(runs[name]):.0f}-{max(runs[name]):.0f}]"
+        print(f"{name:34s} {r:8.1f} {spread:>15s} {r / base:8.2f}x {100 * r * flops_step / peak:20.0f}%")
     overhead = rates["blip-rl ft (fp32)"] / rates["blip-rl blip (fp32)"] - 1
     overhead_frozen = rates["blip-rl ft (fp32)"] / rates["blip-rl blip (fp32), bits frozen"] - 1
     print(f"\nBLIP overhead over ft (fp32): first game {100 * overhead:+.1f}%, "
