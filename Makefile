@@ -28,6 +28,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/ppo_speed.py
 	$(BIN)/python benchmarks/fisher_speed.py
 
 clean:
