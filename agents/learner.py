@@ -37,12 +37,11 @@ class CheckpointError(ValueError):
 
 
 class _Hooks(BaseCallback):
-    """``on_update(step)`` after each rollout; stops SB3's loop at the next step once
-    ``should_stop()`` says so (the update in progress finishes first)."""
+    """Stops SB3's loop at the next step once ``should_stop()`` says so (the update in progress
+    finishes first; the partial rollout is dropped)."""
 
-    def __init__(self, on_update: Callable[[int], None], should_stop: Callable[[], bool] | None) -> None:
+    def __init__(self, should_stop: Callable[[], bool] | None) -> None:
         super().__init__()
-        self.on_update = on_update
         self.should_stop = should_stop
         self.stopped = False
         self._rollout_start = 0
@@ -58,17 +57,14 @@ class _Hooks(BaseCallback):
             return False
         return True
 
-    def _on_rollout_end(self) -> None:
-        self.on_update(self.num_timesteps)
-
 
 def _obs_space(cfg: TrainConfig) -> spaces.Box:
     return spaces.Box(0, 255, (cfg.env.frame_stack, 84, 84), np.uint8)
 
 
 def _extractor_kwargs(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
-    # channels-last convolutions: faster in fp32 on CPU (~1.1x here) and on CUDA tensor cores,
-    # slower than plain layout under bf16 autocast on CPU (measured: benchmarks/ppo_speed.py).
+    # channels-last convolutions: faster in fp32 on CPU (1.1-2.6x per layer here) and on CUDA
+    # tensor cores; under bf16 autocast on CPU the plain layout is about as fast (README, Speed).
     channels_last = device.type == "cuda" or not cfg.fast
     return {"features_dim": cfg.features_dim, "quantized": True, "max_bits": cfg.blip.max_bits,
             "f_prior": cfg.blip.f_prior, "channels_last": channels_last}
@@ -166,9 +162,15 @@ class AtariLearner:
         left = self.model._game_start + budget - self.global_step
         if left <= 0:
             return True
-        hooks = _Hooks(on_update, should_stop)
-        self.model.learn(total_timesteps=left, reset_num_timesteps=False, callback=hooks,
-                         tb_log_name=self.task_names[k])
+        hooks = _Hooks(should_stop)
+        # After the update, not at the rollout's end (before it): evaluations and progress
+        # checkpoints then hold the parameters trained on every step they count.
+        self.model.after_update = lambda: on_update(self.global_step)
+        try:
+            self.model.learn(total_timesteps=left, reset_num_timesteps=False, callback=hooks,
+                             tb_log_name=self.task_names[k])
+        finally:
+            self.model.after_update = None
         return not hooks.stopped
 
     def fisher_data(self, k: int) -> FisherData:

@@ -15,7 +15,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
 from torch import nn
 
 from .extractors import BlipAtariCNN
@@ -38,11 +38,14 @@ class MultiHeadPolicy(ActorCriticPolicy):
         kwargs.setdefault("features_extractor_kwargs", extractor_kwargs or {})
         kwargs["ortho_init"] = False
         kwargs.setdefault("net_arch", [])
-        kwargs.setdefault("share_features_extractor", True)
+        if not kwargs.setdefault("share_features_extractor", True):
+            raise ValueError("MultiHeadPolicy shares one trunk between its policy and value heads; "
+                             "share_features_extractor=False is not supported")
         self.active = 0
         #: bf16 (the "fast" mode) runs the trunk under autocast; parameters stay float32.
         self.autocast_dtype: torch.dtype | None = None
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        self._scales_images = bool(self.normalize_images and is_image_space(observation_space))
 
     def extract_features(self, obs, features_extractor=None):  # type: ignore[override]
         """SB3's feature extraction, under autocast in fast mode; features come back float32."""
@@ -56,19 +59,31 @@ class MultiHeadPolicy(ActorCriticPolicy):
     def images(self, obs: torch.Tensor, extractor: nn.Module | None = None) -> torch.Tensor:
         """uint8 frames scaled to [0, 1] with one conversion, in the extractor's memory layout and,
         in fast mode, directly in bf16: the values SB3's ``obs.float() / 255`` gives, without its
-        extra float32 copies of every minibatch (a quarter of the fast update's time otherwise)."""
-        if obs.dtype != torch.uint8 or not self.normalize_images:
+        extra float32 copies of every minibatch (a quarter of the fast update's time otherwise).
+        Anything but uint8 images goes through SB3's own ``preprocess_obs``."""
+        if not (isinstance(obs, torch.Tensor) and obs.dtype == torch.uint8 and self._scales_images):
             return preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
         if getattr(extractor if extractor is not None else self.features_extractor, "channels_last", False):
             obs = obs.contiguous(memory_format=torch.channels_last)  # permute the small uint8 tensor
         return obs.to(self.autocast_dtype or torch.float32).div_(255.0)
+
+    # SB3 calls its base class's extract_features here; route them through the override so that
+    # bootstrap values and distributions use the same (fast-mode) trunk as forward().
+    def get_distribution(self, obs):  # type: ignore[override]
+        features = self.extract_features(obs, self.pi_features_extractor)
+        return self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(features))
+
+    def predict_values(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.extract_features(obs, self.vf_features_extractor)
+        return self.value_net(self.mlp_extractor.forward_critic(features))
 
     @contextmanager
     def weight_cast_cache(self) -> Iterator[None]:
         """In fast mode, cast the trunk's weights to bf16 once for the whole block instead of on
         every forward (the 6272x1024 layer's cast costs more than its batch-16 matmul).
 
-        Only for blocks in which the parameters do not change: rollouts and evaluations. It keeps
+        Only for blocks in which the parameters do not change (rollouts, evaluations); a change
+        is detected at the end of the block and raises ``RuntimeError``. It keeps
         an (disabled) autocast context open around the block, so autocast's weight-cast cache
         lives until the block ends instead of being cleared after each step; the heads and
         everything outside :meth:`extract_features` still run in float32.
@@ -76,8 +91,13 @@ class MultiHeadPolicy(ActorCriticPolicy):
         if self.autocast_dtype is None:
             yield
             return
+        params = list(self.features_extractor.parameters())
+        versions = [p._version for p in params]
         with torch.autocast(device_type=self.device.type, enabled=False):
             yield
+        if any(p._version != v for p, v in zip(params, versions)):
+            raise RuntimeError("the trunk's parameters changed inside weight_cast_cache(): forwards in the "
+                               "block may have used stale bf16 weights; change parameters outside it")
 
     # -- heads -----------------------------------------------------------------------------------
     def _build(self, lr_schedule) -> None:

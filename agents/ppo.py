@@ -1,12 +1,14 @@
 """ContinualPPO: stable-baselines3's PPO with a continual method's hooks in its update.
 
 The one override of SB3 in this project. ``train`` mirrors ``stable_baselines3.ppo.PPO.train``
-of SB3 2.9.2 line for line, with two additions: the method's ``penalty()`` is added to the loss
-before ``backward()``, and a non-finite loss stops training with a clear error. Statistics stay
+of SB3 2.9.2 line for line, with three additions: the method's ``penalty()`` is added to the
+loss before ``backward()``, a non-finite loss stops training with a clear error, and
+``after_update()`` (if set) is called at the end, with the updated parameters. Statistics stay
 tensors until the end of the update (no device sync per minibatch). The "fast" mode runs the
-trunk under bf16 autocast in rollouts and updates (:class:`MultiHeadPolicy.extract_features`);
-parameters, optimizer, clipping, bits and Fisher stay float32. ``after_step`` runs through the optimizer's step hook
-(:meth:`ContinualMethod.attach_optimizer`), so it runs after every ``optimizer.step()``.
+trunk under bf16 autocast in rollouts and updates (:class:`MultiHeadPolicy.extract_features`),
+with its weights cast once per rollout (:meth:`MultiHeadPolicy.weight_cast_cache`); parameters,
+optimizer, clipping, bits and Fisher stay float32. ``after_step`` runs through the optimizer's
+step hook (:meth:`ContinualMethod.attach_optimizer`), so it runs after every ``optimizer.step()``.
 
 Per game (``start_game``): a fresh optimizer and linear LR decay within the game, the game's
 head and env, and fresh episode statistics.
@@ -14,6 +16,7 @@ head and env, and fresh episode statistics.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,6 +50,8 @@ class ContinualPPO(PPO):
         self._game_start = 0
         self._game_budget = 0
         self._hook = None
+        #: called at the end of every update (train()), with the updated parameters.
+        self.after_update: Callable[[], None] | None = None
         super().__init__(*args, **kwargs)
         if fast:
             self.policy.autocast_dtype = th.bfloat16
@@ -189,3 +194,5 @@ class ContinualPPO(PPO):
         self.logger.record("train/clip_range", clip_range)
         if self.clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+        if self.after_update is not None:
+            self.after_update()

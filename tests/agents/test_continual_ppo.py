@@ -153,6 +153,60 @@ def test_weight_cast_cache_casts_trunk_weights_once_per_block_and_changes_no_out
     cached, n_cached = four_forwards(policy.weight_cast_cache())
     assert (n_uncached, n_cached) == (4, 1)  # the 64x3136 weight is cast to bf16 once per block
     assert cached.dtype == torch.float32 and torch.equal(cached, uncached)  # heads still run in float32
-    policy.autocast_dtype = None
-    with policy.weight_cast_cache():  # float32 mode: a no-op
-        assert not torch.is_autocast_enabled("cpu")
+    with pytest.raises(RuntimeError, match="stale bf16 weights"), torch.no_grad(), policy.weight_cast_cache():
+        policy.trunk.linear[0].weight.mul_(1.0)  # any in-place write inside the block is caught
+
+
+def _fc_weight_casts(policy, fn) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    shape = [list(policy.trunk.linear[0].weight.shape)]
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    return sum(e.name == "aten::_to_copy" and e.input_shapes[:1] == shape for e in prof.events())
+
+
+def test_fast_rollouts_and_evaluations_cast_the_trunk_weights_once():
+    from blip_rl.agents.learner import evaluate_game
+    from blip_rl.envs import get_game
+
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), fast=True, **PPO_KW)
+    model.start_game(model.env, 0, budget=128)
+    model.learn(32, reset_num_timesteps=False)  # sets up the logger, the buffer and the first obs
+    callback = model._init_callback(None)
+    n = _fc_weight_casts(model.policy, lambda: model.collect_rollouts(model.env, callback, model.rollout_buffer, 16))
+    assert n == 1  # 17 forwards (16 steps and the bootstrap value), one cast
+    cfg = load_config(None, {"games": "boxing", "fast": True, "features_dim": 64, "eval.episodes": 1,
+                             "eval.n_envs": 1, "eval.max_episode_steps": 20, "device": "cpu"})
+    n = _fc_weight_casts(model.policy, lambda: evaluate_game(model.policy, 0, get_game("boxing"), cfg, seed=0))
+    assert n == 1
+
+
+def test_fast_mode_bootstrap_values_use_the_fast_trunk():
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), fast=True, **PPO_KW)
+    obs = torch.as_tensor(model.env.reset())
+    with torch.no_grad():
+        _, values, _ = model.policy(obs)
+        assert torch.equal(model.policy.predict_values(obs), values)
+        torch.testing.assert_close(model.policy.get_distribution(obs).distribution.logits,  # bf16 vs fp32
+                                   torch.log_softmax(model.policy.head_logits(obs, 0), -1), rtol=0, atol=1e-6)
+
+
+def test_unshared_trunk_is_refused():
+    with pytest.raises(ValueError, match="shares one trunk"):
+        PPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0),
+            **{**PPO_KW, "policy_kwargs": {**PPO_KW["policy_kwargs"], "share_features_extractor": False}})
+
+
+def test_on_update_sees_the_parameters_after_each_update():
+    cfg = load_config(None, {"games": "boxing", "method": "ft", "steps_per_game": 128, "env.n_envs": 2,
+                             "ppo.n_steps": 32, "ppo.n_minibatches": 2, "features_dim": 64, "device": "cpu"})
+    learner = AtariLearner(cfg)
+    learner.begin_task(0, make_method("ft", learner.trunk))
+    seen = []
+    learner.learn(0, cfg.steps_per_game, lambda step: seen.append(
+        (step, learner.model._n_updates, [p.detach().clone() for p in learner.policy.parameters()])))
+    learner.close()
+    assert [(step, n) for step, n, _ in seen] == [(64, 4), (128, 8)]  # 2 rollouts of 2x32 steps, 4 epochs each
+    final = list(learner.policy.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(seen[-1][2], final))  # the last call is after the last update
