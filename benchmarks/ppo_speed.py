@@ -2,13 +2,14 @@
 
     python benchmarks/ppo_speed.py [--game boxing] [--n-envs 16] [--n-steps 125] [--rollouts 1] [--rounds 6]
 
-All four learners use the paper's network (conv 32/64/128 + FC 1024) and PPO settings (n_steps x
+All five learners use the paper's network (conv 32/64/128 + FC 1024) and PPO settings (n_steps x
 n_envs per rollout, 4 epochs, 8 minibatches) and learn the same number of env steps on one game,
 timed in interleaved rounds after a warm-up rollout (the median is printed):
 
 1. stock SB3 PPO: ``make_atari_env`` + ``VecFrameStack``, the trunk as plain layers;
 2. blip-rl ``ft`` in fp32, 3. blip-rl ``blip`` in fp32 (exactly what ``blip-rl train`` runs);
-4. blip-rl ``blip --fast`` (bf16 autocast in the network, fp32 master weights).
+4. the same with bits frozen by a real consolidation, as in every game after the first;
+5. blip-rl ``blip --fast`` (bf16 autocast in the network, fp32 master weights).
 
 Prints env steps/s and ratios to (1), BLIP's overhead over ``ft``, the share of this machine's
 matmul rate used by the network's FLOPs, env-only steps/s of both env backends, the Fisher time
