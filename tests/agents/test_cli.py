@@ -11,6 +11,7 @@ def runs(tmp_path_factory):
     for method in ("blip", "ewc", "ft", "ft-fix"):
         blip_rl("train", "--games", "kungfu,boxing", "--method", method, "--run-dir", root / method, *TINY)
     blip_rl("train", "--games", "kungfu,boxing", "--method", "blip", "--run-dir", root / "blip-again", *TINY)
+    blip_rl("train", "--games", "kungfu,boxing", "--method", "blip", "--fast", "--run-dir", root / "blip-fast", *TINY)
     return root
 
 
@@ -43,14 +44,15 @@ def test_tensorboard_tags_are_written(runs):
     assert "bits_heatmap/cnn.4" in images
 
 
-def test_eval_first_game_from_checkpoint_after_second(runs):
-    ckpt = runs / "blip" / "checkpoints" / "1_boxing.pt"
-    out = blip_rl("eval", ckpt, "--game", "kungfu", "--json")
+@pytest.mark.parametrize("run,flags", [("blip", []), ("blip-fast", ["--fast"])])
+def test_eval_first_game_from_checkpoint_after_second(runs, run, flags):
+    ckpt = runs / run / "checkpoints" / "1_boxing.pt"
+    out = blip_rl("eval", ckpt, "--game", "kungfu", "--json", *flags)
     result = json.loads(out.stdout)
     assert result["game"] == "kungfu" and result["games_learned"] == ["kungfu", "boxing"]
     assert len(result["scores"]) == 1
     # Same seeds and settings as the run's own evaluation: the results matrix entry is reproduced.
-    matrix = json.loads((runs / "blip" / "results.json").read_text())["raw"]
+    matrix = json.loads((runs / run / "results.json").read_text())["raw"]
     assert result["mean"] == matrix[1][0]
 
 
