@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .core.bits import check_max_bits
 from .core.quant import DEFAULT_F_PRIOR
 
 __all__ = ["EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
@@ -133,8 +134,10 @@ class TrainConfig:
             raise ConfigError(f"env.backend must be 'ale' or 'sb3', got {self.env.backend!r}")
         if self.blip.ig_rule not in ("paper", "official"):
             raise ConfigError(f"blip.ig_rule must be 'paper' or 'official', got {self.blip.ig_rule!r}")
-        if not 1 <= self.blip.max_bits <= 32:
-            raise ConfigError(f"blip.max_bits must be in 1..32, got {self.blip.max_bits}")
+        try:
+            check_max_bits(self.blip.max_bits)
+        except ValueError as exc:
+            raise ConfigError(f"blip.{exc}") from None
         return self
 
 

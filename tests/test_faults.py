@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blip_rl.config import ConfigError, load_config
+from tests._props import examples
 from tests._cli import TINY, blip_rl, command
 
 #: Long enough to be killed in the middle: 4 updates per game, resumable checkpoint each update.
@@ -121,7 +122,7 @@ keys = st.one_of(st.sampled_from(["games", "method", "steps_per_game", "env.n_en
                  st.text(max_size=12))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(keys, values, max_size=4))
 def test_config_parser_fuzz_raises_only_config_errors(overrides):
     try:
@@ -130,7 +131,7 @@ def test_config_parser_fuzz_raises_only_config_errors(overrides):
         pass
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["--games", "kungfu", "pong,", ",", "--n-envs", "-1", "0", "3", "--seed", "x",
                                  "--method", "blip", "ewc", "--set", "a=b", "ppo.n_steps=2", "--steps-per-game",
                                  "1e9", "--f-prior", "-1", "nan", "--ig-rule", "official", "--fast"]), max_size=8))

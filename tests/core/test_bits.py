@@ -3,17 +3,18 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from blip_rl.core import BlipConv2d, BlipLinear, bit_map, bit_statistics, frozen_interval, quantize
-from blip_rl.core.bits import check_max_bits
+from blip_rl.core.bits import MAX_SUPPORTED_BITS, check_max_bits
+from tests._props import examples
 
 
 @given(n=st.integers(1, 20), k=st.integers(-(2**19), 2**19), bound=st.floats(0.01, 4.0))
 def test_quantization_is_exact_on_grid_points(n, k, bound):
     k = max(min(k, 2**n - 1), -(2**n - 1))
-    theta = torch.tensor([k / 2**n], dtype=torch.float32) * bound  # a grid point, in float32
+    theta = torch.tensor([k / 2**n * bound], dtype=torch.float32)  # the float32 nearest the grid point
     bits = torch.tensor([n], dtype=torch.uint8)
     assert quantize(theta, bits, bound).item() == theta.item()
 
@@ -31,14 +32,16 @@ def test_zero_bits_quantize_to_zero_and_rounding_is_nearest():
     assert quantize(theta, bits, 1.0).tolist() == [0.0, 0.0, 0.5, 0.25]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     shape=st.tuples(st.integers(1, 6), st.integers(1, 6)),
-    max_bits=st.integers(2, 24),
+    max_bits=st.integers(2, MAX_SUPPORTED_BITS),
     seed=st.integers(0, 2**31 - 1),
     steps=st.integers(1, 5),
     strict=st.booleans(),
 )
+# Found by a random search (issue 12): the clamp to lo landed on a rounding tie at 24 bits.
+@example(shape=(1, 2), max_bits=24, seed=0, steps=1, strict=True)
 def test_parameters_stay_in_frozen_interval_under_any_optimizer_steps(shape, max_bits, seed, steps, strict):
     torch.manual_seed(seed)
     layer = BlipLinear(shape[1], shape[0], max_bits=max_bits)
@@ -76,7 +79,7 @@ def test_parameters_stay_in_frozen_interval_under_any_optimizer_steps(shape, max
                                c[~full & (n > 0)])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), tasks=st.integers(1, 4), rule=st.sampled_from(["paper", "official"]))
 def test_bits_never_decrease_and_stay_below_max(seed, tasks, rule):
     torch.manual_seed(seed)
@@ -109,7 +112,7 @@ def test_bit_statistics_and_map_shapes():
     assert bit_map(layer.bias_bits).shape == (1, 8)
 
 
-@pytest.mark.parametrize("bad", [0, 33, -1, 2.5, True])
+@pytest.mark.parametrize("bad", [0, 25, 33, -1, 2.5, True])
 def test_bad_bit_width_is_refused(bad):
     with pytest.raises(ValueError, match="max_bits"):
         check_max_bits(bad)
