@@ -15,12 +15,13 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.utils import get_device
 
 import blip_rl
 from blip_rl.config import TrainConfig, to_dict
 from blip_rl.core import ContinualMethod, FisherData
-from blip_rl.envs import evaluate_policy, make_vec_env, normalize_score, parse_games
+from blip_rl.continual import Evaluation
+from blip_rl.envs import Episodes, evaluate_episodes, make_vec_env, normalize_score, parse_games
+from blip_rl.system import Runtime, resolve_runtime
 from blip_rl.io import atomic_torch_save
 
 from .policies import MultiHeadPolicy
@@ -62,10 +63,10 @@ def _obs_space(cfg: TrainConfig) -> spaces.Box:
     return spaces.Box(0, 255, (cfg.env.frame_stack, 84, 84), np.uint8)
 
 
-def _extractor_kwargs(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool) -> dict[str, Any]:
     # channels-last convolutions: faster in fp32 on CPU (1.1-2.6x per layer here) and on CUDA
     # tensor cores; under bf16 autocast on CPU the plain layout is about as fast (README, Speed).
-    channels_last = device.type == "cuda" or not cfg.fast
+    channels_last = device.type == "cuda" or not bf16
     return {"features_dim": cfg.features_dim, "quantized": True, "max_bits": cfg.blip.max_bits,
             "f_prior": cfg.blip.f_prior, "channels_last": channels_last}
 
@@ -74,20 +75,23 @@ class AtariLearner:
     """Continual PPO over the games of ``cfg.games`` (see :class:`blip_rl.config.TrainConfig`).
 
     :param cfg: the resolved run configuration.
+    :param runtime: device, precision and threads chosen for this machine
+        (:func:`blip_rl.system.resolve_runtime`); by default resolved from ``cfg``.
     :param tb_dir: where SB3 writes its training scalars (``train/*``, ``rollout/*``, ``time/*``),
         or ``None`` for no logging.
     :param purge_step: on resume, the checkpoint's global step (TensorBoard's purge_step).
     """
 
-    def __init__(self, cfg: TrainConfig, *, tb_dir: Path | None = None, purge_step: int | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, *, runtime: Runtime | None = None, tb_dir: Path | None = None,
+                 purge_step: int | None = None) -> None:
         self.cfg = cfg
         self.games = parse_games(cfg.games)
         self.task_names = [g.name for g in self.games]
-        if cfg.torch_threads > 0:
-            torch.set_num_threads(cfg.torch_threads)
-        self.device = get_device(cfg.device)
-        if cfg.device.startswith("cuda") and self.device.type != "cuda":
-            raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        self.runtime = runtime or resolve_runtime(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
+                                                  n_envs=cfg.env.n_envs)
+        self.runtime.apply()
+        self.device = torch.device(self.runtime.device)
+        self.bf16 = self.runtime.precision == "bf16"
         self.env = self._make_env(0)
         ppo = cfg.ppo
         lr = ppo.learning_rate
@@ -104,11 +108,11 @@ class AtariLearner:
             ent_coef=ppo.ent_coef,
             vf_coef=ppo.vf_coef,
             max_grad_norm=ppo.max_grad_norm,
-            policy_kwargs={"extractor_kwargs": _extractor_kwargs(cfg, self.device),
+            policy_kwargs={"extractor_kwargs": _extractor_kwargs(cfg, self.device, bf16=self.bf16),
                            "optimizer_kwargs": {"eps": ppo.adam_eps, "fused": ppo.fused_adam}},
             seed=cfg.seed,
             device=self.device,
-            fast=cfg.fast,
+            fast=self.bf16,
             verbose=0,
         )
         if tb_dir is not None:
@@ -138,7 +142,7 @@ class AtariLearner:
         return make_vec_env(self.games[k], n_envs=e.n_envs, seed=self.cfg.seed + 1000 * k, training=True,
                             backend=e.backend, frame_stack=e.frame_stack, frameskip=e.frameskip,
                             noop_max=e.noop_max, repeat_action_probability=e.repeat_action_probability,
-                            max_episode_steps=e.max_episode_steps)
+                            max_episode_steps=e.max_episode_steps, num_threads=self.runtime.env_threads)
 
     def begin_task(self, k: int, method: ContinualMethod) -> None:
         if self._env_game != k:
@@ -187,9 +191,15 @@ class AtariLearner:
         return FisherData(inputs, lambda x: self.policy.head_logits(x, k, exact=True),
                           batch_size=self.cfg.fisher_batch_size, generator=gen)
 
-    def evaluate(self, k: int) -> float:
+    def evaluate(self, k: int, *, on_episode: Callable[[int, int], None] | None = None,
+                 on_step: Callable[[int], None] | None = None) -> Evaluation:
+        """Play ``cfg.eval.episodes`` games of game k at once, with head k."""
         self.policy.set_training_mode(False)
-        return float(np.mean(evaluate_game(self.policy, k, self.games[k], self.cfg, seed=self.cfg.seed)))
+        played = evaluate_game(self.policy, k, self.games[k], self.cfg, seed=self.cfg.seed, on_episode=on_episode,
+                               on_step=on_step, num_threads=self.runtime.env_threads)
+        return Evaluation(score=float(np.mean(played.scores)), episodes=len(played.scores), cut=played.n_cut,
+                          mean_steps=float(np.mean(played.lengths)), env_steps=played.env_steps,
+                          seconds=played.seconds)
 
     def normalize(self, k: int, score: float) -> float | None:
         return normalize_score(self.games[k], score)
@@ -203,7 +213,7 @@ class AtariLearner:
             "n_actions": [h.out_features for h in self.policy.action_heads],
             "tasks_done": tasks_done,
             "global_step": self.global_step,
-            "extractor_kwargs": _extractor_kwargs(self.cfg, self.device),
+            "extractor_kwargs": _extractor_kwargs(self.cfg, self.device, bf16=self.bf16),
             "frame_stack": self.cfg.env.frame_stack,
             "policy": self.policy.state_dict(),
             "method": method.state_dict(),
@@ -261,20 +271,25 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *, seed: int,
-                  episodes: int | None = None) -> list[float]:
-    """Raw scores of ``episodes`` full games of ``game`` played with head ``head``.
+                  episodes: int | None = None, on_episode: Callable[[int, int], None] | None = None,
+                  on_step: Callable[[int], None] | None = None, num_threads: int = 0) -> Episodes:
+    """Play ``episodes`` (default ``cfg.eval.episodes``) full games of ``game`` with head ``head``.
 
-    Actions are greedy when ``cfg.eval.deterministic`` (the paper), else sampled from the policy
-    with a generator seeded from ``seed`` so that evaluations are reproducible.
+    The games run at once on one vector env (``cfg.eval.n_envs`` copies; 0: one per game), one
+    batched forward per step. Actions are greedy when ``cfg.eval.deterministic`` (the paper),
+    else sampled from the policy with a generator seeded from ``seed`` so that evaluations are
+    reproducible. ``on_episode(done, total)`` is called as games end, ``on_step(steps)``
+    every 100 steps.
     """
     ev = cfg.eval
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     with policy.weight_cast_cache():
-        scores = evaluate_policy(lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game, episodes=episodes or ev.episodes,
-                                 seed=seed + ev.seed_offset, n_envs=ev.n_envs, max_episode_steps=ev.max_episode_steps,
-                                 backend=cfg.env.backend, frame_stack=cfg.env.frame_stack, frameskip=cfg.env.frameskip,
-                                 noop_max=cfg.env.noop_max, repeat_action_probability=cfg.env.repeat_action_probability)
-    return scores
+        return evaluate_episodes(
+            lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game,
+            episodes=episodes or ev.episodes, seed=seed + ev.seed_offset, n_envs=ev.n_envs,
+            max_episode_steps=ev.max_episode_steps, backend=cfg.env.backend, num_threads=num_threads,
+            on_episode=on_episode, on_step=on_step, frame_stack=cfg.env.frame_stack, frameskip=cfg.env.frameskip,
+            noop_max=cfg.env.noop_max, repeat_action_probability=cfg.env.repeat_action_probability)
 
 
 def read_checkpoint(path: str | Path, *, device: str = "cpu") -> dict[str, Any]:

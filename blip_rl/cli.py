@@ -37,20 +37,60 @@ def prepare_run_dir(run_dir: Path) -> Path:
     return run_dir
 
 
-def write_run_files(run_dir: Path, config: dict[str, Any], argv: list[str]) -> None:
+def write_run_files(run_dir: Path, config: dict[str, Any], argv: list[str], runtime=None) -> None:
+    """``config.yaml`` (with a ``runtime:`` section saying what was chosen on this machine and
+    why; it is read back as information only), ``command.txt`` and ``system_info.txt``."""
     import yaml
 
+    from .config import RUNTIME_KEY
     from .io import atomic_write_text
+    from .system import system_info
 
+    if runtime is not None:
+        config = {**config, RUNTIME_KEY: runtime.to_dict()}
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     atomic_write_text(run_dir / "command.txt", shlex.join(["blip-rl", *argv]) + "\n")
+    if runtime is not None:
+        atomic_write_text(run_dir / "system_info.txt", system_info(runtime))
+
+
+def _threads_flag(args: argparse.Namespace) -> int | None:
+    """``--threads N`` (N >= 1), or None when it was not given."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}; leave it out to use every usable core")
+    return threads
+
+
+def resolve_runtime_or_exit(*, device: str, precision: str, threads: int | None, n_envs: int):
+    """:func:`blip_rl.system.resolve_runtime` with its errors as :class:`UserError`; prints a
+    warning (an explicit bf16 where it is emulated) once, on stderr."""
+    from .system import resolve_runtime
+
+    try:
+        runtime = resolve_runtime(device=device, precision=precision, threads=threads or 0, n_envs=n_envs)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if runtime.warning:
+        print(f"blip-rl: warning: {runtime.warning}", file=sys.stderr)
+    return runtime
+
+
+def _precision_flag(args: argparse.Namespace) -> str | None:
+    """``--precision``, with ``--fast`` as an alias of ``--precision bf16``."""
+    if getattr(args, "fast", None):
+        if args.precision not in (None, "bf16"):
+            raise UserError(f"--fast means --precision bf16; drop one of --fast and --precision {args.precision}")
+        return "bf16"
+    return args.precision
 
 
 # -- train ------------------------------------------------------------------------------------------
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     mapping = {
         "games": args.games, "method": args.method, "steps_per_game": args.steps_per_game,
-        "env.n_envs": args.n_envs, "seed": args.seed, "device": args.device, "fast": args.fast,
+        "env.n_envs": args.n_envs, "seed": args.seed, "device": args.device, "precision": _precision_flag(args),
+        "threads": _threads_flag(args),
         "env.backend": args.backend, "eval.every": args.eval_every, "eval.episodes": args.eval_episodes,
         "blip.f_prior": args.f_prior, "blip.ig_rule": args.ig_rule,
     }
@@ -103,7 +143,7 @@ class _StopOnSignal:
 
 
 _RUN_FLAGS = ("config", "games", "method", "steps_per_game", "n_envs", "seed", "device", "backend", "fast",
-              "eval_every", "eval_episodes", "f_prior", "ig_rule", "set", "run_dir")
+              "precision", "eval_every", "eval_episodes", "f_prior", "ig_rule", "set", "run_dir")
 
 
 def _resume_state(run_dir: Path):
@@ -134,6 +174,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from .config import load_config, to_dict
 
     payload = results = None
+    notes: list[str] = []
     if args.resume:
         given = [f"--{f.replace('_', '-')}" for f in _RUN_FLAGS if getattr(args, f) not in (None, False)]
         if given:
@@ -142,15 +183,24 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         if not run_dir.is_dir():
             raise UserError(f"cannot resume: {run_dir} does not exist")
         cfg, results, payload = _resume_state(run_dir)
+        threads = _threads_flag(args)  # a resumed run may land on another machine
+        runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision,
+                                          threads=cfg.threads if threads is None else threads, n_envs=cfg.env.n_envs)
     else:
         if not args.run_dir:
             raise UserError("give --run-dir DIR for a new run (or --resume DIR to continue one)")
-        cfg = load_config(args.config, _train_overrides(args))
+        cfg = load_config(args.config, _train_overrides(args), notes=notes)
         from .envs import parse_games
 
         parse_games(cfg.games)  # unknown / duplicate games fail before anything is written
+        # Device, precision and threads are checked before the run dir is made.
+        runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
+                                          n_envs=cfg.env.n_envs)
         run_dir = prepare_run_dir(Path(args.run_dir))
-        write_run_files(run_dir, to_dict(cfg), argv)
+        write_run_files(run_dir, to_dict(cfg), argv, runtime)
+    for note in notes:
+        print(note)
+    print(f"blip-rl: {runtime.summary()}")
 
     import yaml
     from tqdm import tqdm
@@ -159,7 +209,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from .agents.ppo import NonFiniteLossError
     from .continual import Interrupted, run_sequence
     from .core import make_method
-    from .logging import RunLogger
+    from .logging import KEYS, RunLogger
 
     tasks_done = payload["tasks_done"] if payload is not None else None
     if tasks_done == len(cfg.games) and results is not None and len(results.raw) == len(cfg.games):
@@ -167,23 +217,49 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{run_dir} is complete: all {len(cfg.games)} games learned.\n")
         print(results.table())
         return 0
-    learner = AtariLearner(cfg, tb_dir=run_dir / "tb",
+    learner = AtariLearner(cfg, runtime=runtime, tb_dir=run_dir / "tb",
                            purge_step=int(payload["global_step"]) if payload is not None else None)
     method = make_method(cfg.method, learner.trunk, **_method_kwargs(cfg))
     if payload is not None:
         learner.restore(payload, method)
     logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None)
+    from .system import system_info
+
+    info = system_info(runtime)
     if payload is None:
-        logger.text("config", "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
+        logger.text(KEYS["config"], "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
     else:
         print(f"resuming {run_dir} at env step {learner.global_step} "
               f"({tasks_done} of {len(cfg.games)} games done)")
+        _append_system_info(run_dir, info, learner.global_step)
+    logger.text(KEYS["system"], "```\n" + info + "```", learner.global_step)
     total = cfg.steps_per_game * len(cfg.games)
     bar = tqdm(total=total, initial=min(learner.global_step, total), unit="step", dynamic_ncols=True,
                desc=f"{cfg.method} {','.join(cfg.games)}", disable=args.no_progress)
 
+    postfix = [False]  # the bar says "evaluating ..."
+
+    def clear_postfix() -> None:
+        if postfix[0]:
+            bar.set_postfix_str("", refresh=False)
+            postfix[0] = False
+
     def progress(step: int) -> None:
+        clear_postfix()
         bar.update(min(step, total) - bar.n)
+
+    def message(text: str) -> None:
+        clear_postfix()  # an evaluation just ended
+        bar.write(text)
+
+    def evaluating(task: str, j: int, n: int, done: int, episodes: int, steps: int = 0) -> None:
+        text = f"evaluating {task} (game {j + 1} of {n})"
+        if episodes:
+            text += f": {done}/{episodes} episodes"
+        if steps:
+            text += f", step {steps}/{cfg.eval.max_episode_steps}"
+        bar.set_postfix_str(text)
+        postfix[0] = True
 
     resume_cmd = f"blip-rl train --resume {shlex.quote(str(run_dir))}"
     try:
@@ -191,7 +267,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
                                    eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
                                    results=results, tasks_done=tasks_done, on_progress=progress,
-                                   on_message=bar.write, should_stop=stop.requested)
+                                   on_message=message, on_eval=evaluating, should_stop=stop.requested)
     except Interrupted as exc:
         bar.close()
         print(f"\nblip-rl: stopped at env step {exc.step}; checkpoint {exc.checkpoint}.\n"
@@ -210,6 +286,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     print(results.table())
     print("\nNormalized scores (0 = random, 1 = single-task PPO reference):")
     print(results.table(normalized=True))
+    print("\n" + results.time_split())
     print(f"\nResults: {run_dir / 'results.json'}, {run_dir / 'results.csv'}")
     print(f"Checkpoints: {run_dir / 'checkpoints'}")
     print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
@@ -218,17 +295,18 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
 # -- eval -------------------------------------------------------------------------------------------
 def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
+    from tqdm import tqdm
+
     from .agents.learner import evaluate_game, load_checkpoint
     from .config import merge, TrainConfig
     from .envs import get_game, normalize_score
 
-    import torch
-
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    policy, meta = load_checkpoint(args.checkpoint, device=device)
-    if args.fast:
-        policy.autocast_dtype = torch.bfloat16
     game = get_game(args.game)
+    runtime = resolve_runtime_or_exit(device=args.device, precision=_precision_flag(args) or "auto",
+                                      threads=_threads_flag(args), n_envs=args.episodes or 1)
+    runtime.apply()
+    policy, meta = load_checkpoint(args.checkpoint, device=runtime.device)
+    policy.autocast_dtype = runtime.dtype
     learned = meta["games"][: meta["tasks_done"]]
     if game.name not in learned:
         raise UserError(f"game {game.name!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
@@ -242,14 +320,30 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
         overrides["eval.deterministic"] = False
     cfg = merge(TrainConfig(), overrides)
     seed = cfg.seed
+    episodes = args.episodes or cfg.eval.episodes
+    if not args.json:
+        print(f"blip-rl: {runtime.summary()}", file=sys.stderr)
+    bar = tqdm(total=episodes, unit="game", dynamic_ncols=True, disable=args.json or args.no_progress,
+               desc=f"eval {game.name}")
+
+    def on_step(steps: int) -> None:
+        bar.set_postfix_str(f"step {steps}/{cfg.eval.max_episode_steps}")
+
     # The same evaluation as during training (same seeds): with the run's settings and the same
     # number of episodes, this reproduces the row of results.json for that checkpoint.
-    scores = evaluate_game(policy, head, game, cfg, seed=seed, episodes=args.episodes)
+    try:
+        played = evaluate_game(policy, head, game, cfg, seed=seed, episodes=episodes,
+                               on_episode=lambda done, total: bar.update(done - bar.n), on_step=on_step,
+                               num_threads=runtime.env_threads)
+    finally:
+        bar.close()
+    scores = played.scores
     mean = sum(scores) / len(scores)
     out = {"checkpoint": str(args.checkpoint), "game": game.name, "episodes": len(scores), "seed": seed,
-           "fast": bool(args.fast),
+           "precision": runtime.precision, "fast": runtime.precision == "bf16",
            "scores": scores, "mean": mean, "normalized": normalize_score(game, mean),
-           "tasks_done": meta["tasks_done"], "games_learned": learned}
+           "episode_steps": played.lengths, "cut": played.n_cut, "max_episode_steps": cfg.eval.max_episode_steps,
+           "seconds": round(played.seconds, 3), "tasks_done": meta["tasks_done"], "games_learned": learned}
     if args.json:
         print(json.dumps(out))
     else:
@@ -259,6 +353,9 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"  mean raw score {mean:.1f} over {len(scores)} games"
               + (f", normalized {norm:.3f}" if norm is not None else ""))
         print("  scores: " + ", ".join(f"{s:.0f}" for s in scores))
+        cut = f"; {played.n_cut} cut at {cfg.eval.max_episode_steps} steps" if played.n_cut else ""
+        print(f"  {played.env_steps:,} env steps in {played.seconds:.1f} s "
+              f"({played.env_steps / max(played.seconds, 1e-9):,.0f} steps/s){cut}")
     return 0
 
 
@@ -274,6 +371,27 @@ def _cmd_games(args: argparse.Namespace, argv: list[str]) -> int:
               f"{fmt(g.ppo_score)}  {g.gym_id}")
     print("\nAny other ALE game works by its name or id (e.g. --games pong,ALE/Breakout-v5).")
     return 0
+
+
+def _cmd_info(args: argparse.Namespace, argv: list[str]) -> int:
+    from .system import system_info
+
+    runtime = resolve_runtime_or_exit(device=args.device, precision=args.precision, threads=_threads_flag(args),
+                                      n_envs=args.n_envs)
+    print(system_info(runtime), end="")
+    return 0
+
+
+def _append_system_info(run_dir: Path, info: str, step: int) -> None:
+    """On resume, add this machine's info to ``system_info.txt`` (the run may have moved)."""
+    import time
+
+    from .io import atomic_write_text
+
+    path = run_dir / "system_info.txt"
+    before = path.read_text() if path.is_file() else ""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    atomic_write_text(path, before + f"\n# resumed at env step {step} on {stamp}\n" + info)
 
 
 def _cmd_toy(args: argparse.Namespace, argv: list[str]) -> int:
@@ -300,8 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-envs", type=int, help="parallel environments")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto | cpu | cuda")
+    t.add_argument("--precision", help="auto (default: bf16 only where native and faster) | fp32 | bf16")
+    t.add_argument("--fast", action="store_const", const=True, help="alias of --precision bf16")
+    t.add_argument("--threads", type=int, help="torch and env threads (default: every core this process may use)")
     t.add_argument("--backend", help="env backend: ale | sb3")
-    t.add_argument("--fast", action="store_const", const=True, help="bf16 autocast in the PPO update")
     t.add_argument("--eval-every", type=int, help="env steps between evaluations of all learned games")
     t.add_argument("--eval-episodes", type=int, help="evaluation games per learned game")
     t.add_argument("--f-prior", type=float, help="BLIP's F_prior")
@@ -319,10 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int)
     e.add_argument("--max-episode-steps", type=int)
     e.add_argument("--device", default="auto")
+    e.add_argument("--precision", help="auto (default) | fp32 | bf16, chosen as for train")
+    e.add_argument("--fast", action="store_true", help="alias of --precision bf16")
+    e.add_argument("--threads", type=int, help="torch and env threads (default: every usable core)")
     e.add_argument("--sample", action="store_true", help="sample actions instead of the run's eval setting")
-    e.add_argument("--fast", action="store_true", help="bf16 autocast, to compare with fp32 on the same checkpoint")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_eval)
+
+    i = sub.add_parser("info", help="versions, the machine, and what auto would choose for precision and threads")
+    i.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    i.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    i.add_argument("--threads", type=int, help="threads to check (default: every usable core)")
+    i.add_argument("--n-envs", type=int, default=16, help="env count the thread choice is for (default 16)")
+    i.set_defaults(func=_cmd_info)
 
     g = sub.add_parser("games", help="list the game registry")
     g.set_defaults(func=_cmd_games)

@@ -17,6 +17,7 @@ import yaml
 
 from .core.bits import check_max_bits
 from .core.quant import DEFAULT_F_PRIOR
+from .system import PRECISIONS
 
 __all__ = ["EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
            "load_config", "merge", "to_dict", "ConfigError"]
@@ -43,9 +44,13 @@ class PPOConfig:
     lr_decay: bool = True  #: linear decay within each game
     adam_eps: float = 1e-5
     fused_adam: bool = True  #: PyTorch's fused Adam kernel (CPU and CUDA): same update, ~7x faster step here
-    n_steps: int = 125  #: rollout length per env (paper: 16 envs x 125 = 2,000)
+    #: rollout length per env. 128 (a power of two) divides into 8 minibatches for any n_envs;
+    #: the paper's 125 (16 envs x 125 = 2,000) is in configs/atari6.yaml.
+    n_steps: int = 128
     n_epochs: int = 4
-    n_minibatches: int = 8  #: minibatches per epoch; batch size = n_steps * n_envs / n_minibatches
+    #: minibatches per epoch; batch size = n_steps * n_envs / n_minibatches. Where it does not
+    #: divide the rollout, the nearest count that does is used, with a note (TrainConfig.validate).
+    n_minibatches: int = 8
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_range: float = 0.1
@@ -70,11 +75,17 @@ class EWCConfig:
 
 @dataclass
 class EvalConfig:
+    """Evaluation of every learned game. The defaults keep short runs short: a game is cut at
+    4,500 agent steps (18k frames, 5 minutes of play), where a young greedy policy that never
+    ends a game would otherwise play 27,000. The paper's protocol (full games up to 27,000
+    steps) is in configs/atari6.yaml; how many games were cut is logged and kept in
+    results.json either way."""
+
     every: int = 0  #: env steps between evaluations of all learned games during training (0: per game only)
     episodes: int = 10  #: evaluation games per learned game
     deterministic: bool = True  #: greedy actions (the paper); False samples from the policy
-    n_envs: int = 8
-    max_episode_steps: int = 27000  #: cap on agent steps per evaluation game
+    n_envs: int = 0  #: envs playing in parallel; 0: one per game (up to 64), all games at once
+    max_episode_steps: int = 4500  #: cap on agent steps per evaluation game (paper: 27000)
     seed_offset: int = 10_000  #: evaluation envs use seed + offset (their own seeds)
 
 
@@ -86,11 +97,13 @@ class TrainConfig:
     steps_per_game: int = 10_000_000  #: env steps per game (all envs together)
     seed: int = 1
     device: str = "auto"  #: auto | cpu | cuda
-    fast: bool = False  #: bf16 autocast for the network in the PPO update (fp32 master weights)
+    #: auto | fp32 | bf16. auto: bf16 autocast only where the device runs it natively and it is
+    #: measured faster (blip_rl/system.py); fp32 master weights, clipping, bits and Fisher always.
+    precision: str = "auto"
     features_dim: int = 1024
     fisher_samples: int = 2000  #: states from the policy's own last rollouts for the Fisher
     fisher_batch_size: int = 250
-    torch_threads: int = 0  #: 0: PyTorch's default
+    threads: int = 0  #: torch and ALE worker threads; 0: every core this process may use
     checkpoint_every: int = 500_000  #: env steps between resumable checkpoints inside a game (0: per game only)
     env: EnvConfig = field(default_factory=EnvConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -98,8 +111,13 @@ class TrainConfig:
     ewc: EWCConfig = field(default_factory=EWCConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    def validate(self) -> "TrainConfig":
-        """Check values that types alone cannot; returns self."""
+    def validate(self, notes: list[str] | None = None) -> "TrainConfig":
+        """Check values that types alone cannot; returns self.
+
+        A value that can be fitted is fitted, with a line appended to ``notes``: a
+        ``ppo.n_minibatches`` that does not divide the rollout becomes the nearest count that
+        does (as SB3 lets a batch size that does not divide the buffer run).
+        """
         from .core import METHODS
 
         if self.method not in METHODS:
@@ -109,12 +127,19 @@ class TrainConfig:
         positive = {"steps_per_game": self.steps_per_game, "env.n_envs": self.env.n_envs,
                     "ppo.n_steps": self.ppo.n_steps, "ppo.n_epochs": self.ppo.n_epochs,
                     "ppo.n_minibatches": self.ppo.n_minibatches, "eval.episodes": self.eval.episodes,
-                    "fisher_samples": self.fisher_samples, "eval.n_envs": self.eval.n_envs,
+                    "fisher_samples": self.fisher_samples,
                     "features_dim": self.features_dim, "ppo.learning_rate": self.ppo.learning_rate,
                     "blip.f_prior": self.blip.f_prior, "fisher_batch_size": self.fisher_batch_size}
         for key, value in positive.items():
             if not value > 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
+                flag = FLAGS.get(key)
+                raise ConfigError(f"{key} must be positive, got {value}" + (f"; give {flag} 1 or more" if flag else ""))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (--precision), got {self.precision!r}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: every usable core), got {self.threads}")
+        if self.eval.n_envs < 0:
+            raise ConfigError(f"eval.n_envs must be >= 0 (0: one env per evaluation game), got {self.eval.n_envs}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0 (0: after each game only), got {self.checkpoint_every}")
         if self.eval.every < 0:
@@ -126,8 +151,12 @@ class TrainConfig:
                 f"{rollout}); raise --steps-per-game or lower --n-envs / ppo.n_steps"
             )
         if rollout % self.ppo.n_minibatches:
-            raise ConfigError(f"ppo.n_steps x env.n_envs ({rollout}) must be divisible by ppo.n_minibatches "
-                              f"({self.ppo.n_minibatches})")
+            fitted = nearest_divisor(rollout, self.ppo.n_minibatches)
+            if notes is not None:
+                notes.append(f"note: ppo.n_minibatches {self.ppo.n_minibatches} does not divide the rollout of "
+                             f"{rollout} (ppo.n_steps {self.ppo.n_steps} x --n-envs {self.env.n_envs}); using "
+                             f"{fitted} minibatches of {rollout // fitted}")
+            self.ppo.n_minibatches = fitted
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if self.env.backend not in ("ale", "sb3"):
@@ -139,6 +168,40 @@ class TrainConfig:
         except ValueError as exc:
             raise ConfigError(f"blip.{exc}") from None
         return self
+
+
+#: The command-line flag of a config key, for error messages that say what to type.
+FLAGS = {"env.n_envs": "--n-envs", "steps_per_game": "--steps-per-game", "eval.episodes": "--eval-episodes",
+         "threads": "--threads", "precision": "--precision", "seed": "--seed"}
+
+#: Keys of earlier versions, read from old config.yaml files: old key -> (new key, convert).
+LEGACY_KEYS = {
+    "fast": ("precision", lambda value: "bf16" if _coerce("fast", value, bool) else "auto"),
+    "torch_threads": ("threads", lambda value: _coerce("torch_threads", value, int)),
+}
+#: A section of config.yaml that records what a run chose on its machine; read as information only.
+RUNTIME_KEY = "runtime"
+
+
+def nearest_divisor(n: int, target: int) -> int:
+    """The divisor of ``n`` nearest to ``target`` (the smaller one on a tie)."""
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), d))
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Translate keys of earlier versions; drop the informational ``runtime`` section."""
+    out = {}
+    for key, value in data.items():
+        if key == RUNTIME_KEY:
+            continue
+        if key in LEGACY_KEYS:
+            new, convert = LEGACY_KEYS[key]
+            if new not in data:
+                out[new] = convert(value)
+            continue
+        out[key] = value
+    return out
 
 
 def _hints(cls) -> dict[str, Any]:
@@ -236,8 +299,14 @@ def config_file(name: str | Path) -> Path:
     raise ConfigError(f"config file {name} does not exist; give a path or a shipped config: {', '.join(names)}")
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (dotted keys allowed)."""
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None, *,
+                notes: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (dotted keys allowed).
+
+    Keys of earlier versions (``fast``, ``torch_threads``) are translated, and a ``runtime:``
+    section (what a run chose on its machine) is ignored. Values fitted to each other (see
+    :meth:`TrainConfig.validate`) add a line to ``notes``.
+    """
     cfg = TrainConfig()
     if path is not None:
         path = config_file(path)
@@ -245,10 +314,12 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        cfg = merge(cfg, data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must be a mapping of keys to values, got {type(data).__name__}")
+        cfg = merge(cfg, _upgrade(data))
     if overrides:
-        cfg = merge(cfg, overrides)
-    return cfg.validate()
+        cfg = merge(cfg, _upgrade(overrides))
+    return cfg.validate(notes)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

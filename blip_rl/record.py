@@ -292,7 +292,8 @@ def _check_args(out: Path, max_steps: Any, fps: Any) -> str:
 
 
 def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int | None = None,
-                max_steps: int = 2000, fps: int = 30, sample: bool = False, device: str = "cpu") -> Recording:
+                max_steps: int = 2000, fps: int = 30, sample: bool = False, device: str = "cpu",
+                autocast_dtype: "torch.dtype | None" = None) -> Recording:
     """Play ``game`` with a checkpoint's head for that game and write the screens to ``out``.
 
     :param checkpoint: ``RUN_DIR/checkpoints/<k>_<game>.pt`` or ``latest.pt``.
@@ -306,6 +307,8 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
         frameskip 4).
     :param sample: sample actions from the policy (default: the run's ``eval.deterministic``, greedy
         in the paper's setting).
+    :param autocast_dtype: ``torch.bfloat16`` to run the trunk under bf16 autocast (what
+        ``--precision`` chose), or None for fp32.
     :raises ValueError: a bad argument, an unusable checkpoint, or a game it has not learned (the
         message lists the games it has learned).
     :raises MissingDependencyError: ``.mp4`` without imageio-ffmpeg.
@@ -321,6 +324,7 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     if suffix == ".mp4":
         _require_ffmpeg()  # before minutes of play, not after
     policy, meta = load_checkpoint(checkpoint, device=device)
+    policy.autocast_dtype = autocast_dtype
     the_game = get_game(game)
     learned = meta["games"][: meta["tasks_done"]]
     if the_game.name not in learned:
@@ -352,8 +356,14 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
 
 # -- command line -------------------------------------------------------------------------------
 def _cmd_record(args: argparse.Namespace, argv: list[str]) -> int:
+    from .cli import _threads_flag, resolve_runtime_or_exit
+
+    runtime = resolve_runtime_or_exit(device=args.device, precision=args.precision, threads=_threads_flag(args),
+                                      n_envs=1)
+    runtime.apply()
+    print(f"blip-rl: {runtime.summary()}")
     rec = record_game(args.checkpoint, game=args.game, out=args.out, seed=args.seed, max_steps=args.max_steps,
-                      fps=args.fps, sample=args.sample, device=args.device)
+                      fps=args.fps, sample=args.sample, device=runtime.device, autocast_dtype=runtime.dtype)
     ending = "game over" if rec.game_over else f"cut at --max-steps {args.max_steps}"
     print(f"{rec.game} with head {rec.head} of {args.checkpoint} (seed {rec.seed}, "
           f"{'greedy' if rec.deterministic else 'sampled'} actions): score {rec.score:g} in {rec.steps} steps ({ending})")
@@ -374,5 +384,7 @@ def register(sub) -> None:
     r.add_argument("--fps", type=int, default=30, help="playback frames per second, one per agent step "
                                                        "(default 30; real time is 15)")
     r.add_argument("--sample", action="store_true", help="sample actions instead of the greedy one")
-    r.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    r.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    r.add_argument("--precision", default="auto", help="auto (default) | fp32 | bf16, chosen as for train")
+    r.add_argument("--threads", type=int, help="torch threads (default: every usable core)")
     r.set_defaults(func=_cmd_record)

@@ -63,7 +63,7 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     for item in args.set or []:
         common += ["--set", item]
     if args.cpus_per_run:
-        common += ["--set", f"torch_threads={args.cpus_per_run}"]
+        common += ["--threads", str(args.cpus_per_run)]
     out = Path(args.out).resolve()
     return [{"name": f"{m}-s{s}", "method": m, "seed": s, "run_dir": str(out / f"{m}-s{s}"),
              "args": ["--method", m, "--seed", str(s), *common, "--no-progress"]}
@@ -115,7 +115,18 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if args.address:
         init_kwargs["address"] = args.address
     else:
-        init_kwargs["num_cpus"] = args.num_cpus or None
+        # The cores this process may use (affinity, cgroup quota), not the machine's count:
+        # Ray then runs at most cores // cpus_per_run trainings at once, none oversubscribed.
+        from .system import usable_cores
+
+        cores = usable_cores()
+        num_cpus = args.num_cpus or cores
+        per_run = args.cpus_per_run or 1
+        if per_run > num_cpus:
+            raise ValueError(f"--cpus-per-run {per_run} is more than the {num_cpus} CPUs of the local Ray; give at "
+                             f"most {num_cpus}")
+        init_kwargs["num_cpus"] = num_cpus
+        print(f"local Ray with {num_cpus} CPUs: up to {num_cpus // per_run} runs at once, {per_run} threads each")
     ray.init(**init_kwargs)
     try:
         remote = ray.remote(num_cpus=args.cpus_per_run or 1, num_gpus=args.gpus_per_run or 0,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -36,7 +37,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 
 from .games import Game, get_game
 
-__all__ = ["AtariVecEnv", "BACKENDS", "make_vec_env", "evaluate_policy"]
+__all__ = ["AtariVecEnv", "BACKENDS", "Episodes", "make_vec_env", "evaluate_episodes", "evaluate_policy"]
 
 #: Names accepted by ``make_vec_env(backend=...)``.
 BACKENDS = ("ale", "sb3")
@@ -433,6 +434,96 @@ def make_vec_env(
     return _make_sb3_vec_env(game, **kwargs)
 
 
+@dataclass
+class Episodes:
+    """What an evaluation played: one entry per game, in the order the games finished."""
+
+    #: Raw game score of each game.
+    scores: list[float] = field(default_factory=list)
+    #: Agent steps of each game.
+    lengths: list[int] = field(default_factory=list)
+    #: Whether each game was cut at ``max_episode_steps`` instead of ending by itself.
+    cut: list[bool] = field(default_factory=list)
+    #: Env steps stepped in all (every env of the vector env, including those past their quota).
+    env_steps: int = 0
+    #: Wall time of the evaluation, in seconds.
+    seconds: float = 0.0
+
+    @property
+    def n_cut(self) -> int:
+        return int(sum(self.cut))
+
+
+def evaluate_episodes(
+    act_fn: Callable[[np.ndarray], Any],
+    game: Game | str,
+    *,
+    episodes: int,
+    seed: int,
+    n_envs: int | None = None,
+    max_episode_steps: int = 27000,
+    backend: str = "ale",
+    num_threads: int = 0,
+    on_episode: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    **env_kwargs: Any,
+) -> Episodes:
+    """Play ``episodes`` full games of ``game`` with ``act_fn``, in parallel, and return them.
+
+    All games run at once on one vector env of ``n_envs`` copies (default: one per game, up to
+    64), so ``act_fn`` sees one batch of observations per step. ``env_kwargs`` (``frame_stack``,
+    ``frameskip``, ``noop_max``, ``repeat_action_probability``) go to :func:`make_vec_env`:
+    give the ones the policy was trained with.
+
+    Uses an evaluation env (``training=False``: full games, raw rewards), env ``i`` seeded
+    ``seed + i``. ``act_fn`` maps the uint8 observation batch ``(n_envs, 4, 84, 84)`` to one
+    integer action per env. With fewer envs than games, env ``i`` plays a fixed quota of
+    ``(episodes + i) // n_envs`` games (as in SB3's ``evaluate_policy``, so that short games
+    are not favoured); games an env finishes beyond its quota are ignored. Deterministic for a
+    fixed ``seed`` and a deterministic ``act_fn``.
+
+    :param on_episode: called with ``(games done, episodes)`` each time a game ends.
+    :param on_step: called every 100 steps of the vector env with the steps so far (the
+        longest game's length), so that a progress display moves while games are long.
+    :param num_threads: worker threads of the ``"ale"`` backend (0: min(n_envs, cores)).
+    """
+    episodes = _check_int("episodes", episodes, 1, " (the number of games to play)")
+    if n_envs is None or n_envs == 0:
+        n_envs = min(episodes, 64)
+    n_envs = min(_check_int("n_envs", n_envs, 1), episodes)
+    quotas = [(episodes + i) // n_envs for i in range(n_envs)]
+    extra = {"num_threads": num_threads} if backend == "ale" else {}
+    env = make_vec_env(game, n_envs=n_envs, seed=seed, training=False, backend=backend,
+                       max_episode_steps=max_episode_steps, **extra, **env_kwargs)
+    out = Episodes()
+    played = [0] * n_envs
+    steps = 0
+    start = time.perf_counter()
+    try:
+        obs = env.reset()
+        while len(out.scores) < episodes:
+            actions = np.asarray(act_fn(obs))
+            if actions.size != n_envs:
+                raise ValueError(f"act_fn must return {n_envs} actions (one per env), got shape {actions.shape}")
+            obs, _, dones, infos = env.step(actions.reshape(n_envs))
+            out.env_steps += n_envs
+            steps += 1
+            if on_step is not None and steps % 100 == 0:
+                on_step(steps)
+            for i in np.flatnonzero(dones):
+                if "episode" in infos[i] and played[i] < quotas[i]:
+                    out.scores.append(float(infos[i]["episode"]["r"]))
+                    out.lengths.append(int(infos[i]["episode"]["l"]))
+                    out.cut.append(bool(infos[i].get("TimeLimit.truncated", False)))
+                    played[i] += 1
+                    if on_episode is not None:
+                        on_episode(len(out.scores), episodes)
+    finally:
+        env.close()
+    out.seconds = time.perf_counter() - start
+    return out
+
+
 def evaluate_policy(
     act_fn: Callable[[np.ndarray], Any],
     game: Game | str,
@@ -444,43 +535,10 @@ def evaluate_policy(
     backend: str = "ale",
     **env_kwargs: Any,
 ) -> list[float]:
-    """Play ``episodes`` full games with ``act_fn`` and return their raw scores.
+    """Raw scores of :func:`evaluate_episodes` (same arguments), in the order the games finished.
 
-    ``env_kwargs`` (``frame_stack``, ``frameskip``, ``noop_max``, ``repeat_action_probability``)
-    go to :func:`make_vec_env`: give the ones the policy was trained with.
-
-    Uses an evaluation env (``training=False``: full games, raw rewards) with ``n_envs`` copies
-    (default ``min(episodes, 8)``; more than ``episodes`` is cut to ``episodes``), env ``i``
-    seeded ``seed + i``. ``act_fn`` maps the uint8 observation batch ``(n_envs, 4, 84, 84)`` to
-    one integer action per env.
-
-    To avoid favouring short games, env ``i`` is given a fixed quota of ``(episodes + i) //
-    n_envs`` games (the quotas add up to ``episodes``, as in SB3's ``evaluate_policy``); games an
-    env finishes beyond its quota are ignored. Scores are returned in the order the games
-    finished (ties within one step by env index). Deterministic for a fixed ``seed`` and a
-    deterministic ``act_fn``.
+    ``n_envs`` defaults to ``min(episodes, 8)`` here, as before :func:`evaluate_episodes`.
     """
-    episodes = _check_int("episodes", episodes, 1, " (the number of games to play)")
-    if n_envs is None:
-        n_envs = min(episodes, 8)
-    n_envs = min(_check_int("n_envs", n_envs, 1), episodes)
-    quotas = [(episodes + i) // n_envs for i in range(n_envs)]
-    env = make_vec_env(
-        game, n_envs=n_envs, seed=seed, training=False, backend=backend, max_episode_steps=max_episode_steps, **env_kwargs
-    )
-    scores: list[float] = []
-    played = [0] * n_envs
-    try:
-        obs = env.reset()
-        while len(scores) < episodes:
-            actions = np.asarray(act_fn(obs))
-            if actions.size != n_envs:
-                raise ValueError(f"act_fn must return {n_envs} actions (one per env), got shape {actions.shape}")
-            obs, _, dones, infos = env.step(actions.reshape(n_envs))
-            for i in np.flatnonzero(dones):
-                if "episode" in infos[i] and played[i] < quotas[i]:
-                    scores.append(float(infos[i]["episode"]["r"]))
-                    played[i] += 1
-    finally:
-        env.close()
-    return scores
+    return evaluate_episodes(act_fn, game, episodes=episodes, seed=seed,
+                             n_envs=min(episodes, 8) if n_envs is None else n_envs,
+                             max_episode_steps=max_episode_steps, backend=backend, **env_kwargs).scores

@@ -20,7 +20,7 @@ from blip_rl.record import play, record_game
 TINY = ["--games", "kungfu,boxing", "--steps-per-game", "128", "--n-envs", "2", "--set", "ppo.n_steps=32",
         "--set", "ppo.n_minibatches=2", "--set", "ppo.n_epochs=1", "--eval-episodes", "1",
         "--set", "eval.max_episode_steps=30", "--set", "eval.n_envs=1", "--set", "fisher_samples=64",
-        "--set", "features_dim=32", "--set", "torch_threads=1", "--device", "cpu", "--no-progress"]
+        "--set", "features_dim=32", "--threads", "1", "--device", "cpu", "--no-progress"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,7 +94,7 @@ def test_record_plays_the_game_blip_rl_eval_plays(run, sample, seed):
     policy, meta = load_checkpoint(ckpt)
     cfg = merge(TrainConfig(), {**{k: meta["config"][k] for k in ("env", "eval", "seed")},
                                 "eval.max_episode_steps": 150, "eval.deterministic": not sample})
-    score = evaluate_game(policy, 1, get_game("boxing"), cfg, seed=seed, episodes=1)[0]
+    score = evaluate_game(policy, 1, get_game("boxing"), cfg, seed=seed, episodes=1).scores[0]
     rec = record_game(ckpt, game="boxing", out=run.parent / "boxing.gif", max_steps=150, seed=seed, sample=sample)
     assert (rec.score, rec.deterministic, rec.seed) == (score, not sample, seed)
 

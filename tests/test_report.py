@@ -22,7 +22,7 @@ needs_mpl = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
 TINY = ["--games", "kungfu,boxing", "--steps-per-game", "64", "--n-envs", "1", "--set", "ppo.n_steps=32",
         "--set", "ppo.n_minibatches=1", "--set", "ppo.n_epochs=1", "--eval-episodes", "1",
         "--set", "eval.max_episode_steps=20", "--set", "eval.n_envs=1", "--set", "fisher_samples=32",
-        "--set", "features_dim=16", "--set", "eval.every=32", "--set", "torch_threads=1", "--device", "cpu",
+        "--set", "features_dim=16", "--set", "eval.every=32", "--threads", "1", "--device", "cpu",
         "--no-progress"]
 METHODS, SEEDS = ("blip", "ft"), (1, 2)
 

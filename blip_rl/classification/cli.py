@@ -255,6 +255,11 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     run_dir = Path(args.run_dir)
     _check_run_dir(run_dir)
     device = _resolve_device(cfg.device)
+    from ..system import resolve_runtime, system_info
+
+    # fp32: the classification nets are small; threads as the config says (checked here, before
+    # anything is written).
+    runtime = resolve_runtime(device=device, precision="fp32", threads=cfg.threads or 0, probe=False)
     unknown = sorted(set(cfg.train) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown train option(s) {unknown}; known: {sorted(TrainConfig.__dataclass_fields__)}")
@@ -285,6 +290,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     atomic_write_text(run_dir / "config.yaml", config_text)
     command = shlex.join(["blip-rl", *argv]) if argv is not None else _command_line(args)
     atomic_write_text(run_dir / "command.txt", command + "\n")
+    atomic_write_text(run_dir / "system_info.txt", system_info(runtime))
 
     logger = RunLogger(run_dir / "tb")
     logger.text("config", "```\n" + config_text + "```")
@@ -303,6 +309,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     print(f"ACC {100 * results.acc:.2f}%  BWT {100 * results.bwt:.2f}%  "
           f"(epochs per task: {[learner.epochs_run.get(k, 0) for k in range(len(tasks))]}; "
           f"{time.time() - start:.1f} s)")
+    print(results.time_split())
     return 0
 
 

@@ -250,8 +250,9 @@ class ClassificationLearner:
             generator=torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k),
         )
 
-    def evaluate(self, k: int) -> float:
-        """Test accuracy in [0, 1] of head k on task k."""
+    def evaluate(self, k: int, *, on_episode: Callable[[int, int], None] | None = None,
+                 on_step: Callable[[int], None] | None = None) -> float:
+        """Test accuracy in [0, 1] of head k on task k (no games: the callbacks are not called)."""
         task = self.tasks[k]
         return self._loss_acc(k, task.x_test, task.y_test)[1]
 

@@ -1,5 +1,6 @@
 """The task scheduler: for each task, start -> learn -> Fisher -> consolidate -> evaluate -> checkpoint."""
-from .results import Results
-from .scheduler import LATEST, PROGRESS, Interrupted, Learner, checkpoint_name, run_sequence
+from .results import TIME_PARTS, Evaluation, Results
+from .scheduler import LATEST, PROGRESS, EvalProgress, Interrupted, Learner, checkpoint_name, run_sequence
 
-__all__ = ["Learner", "Results", "run_sequence", "checkpoint_name", "Interrupted", "PROGRESS", "LATEST"]
+__all__ = ["Learner", "Results", "Evaluation", "EvalProgress", "TIME_PARTS", "run_sequence", "checkpoint_name",
+           "Interrupted", "PROGRESS", "LATEST"]

@@ -11,7 +11,27 @@ from typing import Any
 from .. import metrics
 from ..io import atomic_write_json, atomic_write_text
 
-__all__ = ["Results"]
+__all__ = ["Results", "Evaluation", "TIME_PARTS"]
+
+#: The parts of a run's wall time, in the order the end-of-run line shows them.
+TIME_PARTS = ("training", "evaluation", "consolidation", "checkpoints")
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of one task: its score and, for RL, what the games were like."""
+
+    #: Mean raw score (game score, or accuracy).
+    score: float
+    #: Games played (0 where the notion does not apply, e.g. classification).
+    episodes: int = 0
+    #: Games cut at the step limit instead of ending by themselves.
+    cut: int = 0
+    #: Mean agent steps per game, or None.
+    mean_steps: float | None = None
+    #: Env steps stepped (all envs), and the wall time of the evaluation, for its throughput.
+    env_steps: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -27,12 +47,45 @@ class Results:
     raw: list[list[float | None]] = field(default_factory=list)
     normalized: list[list[float | None]] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
+    #: ``cut[i][j]``: evaluation games of task j after task i cut at the step limit (None: n/a).
+    cut: list[list[int | None]] = field(default_factory=list)
+    #: ``episodes[i][j]``: evaluation games played of task j after task i (None: n/a).
+    episodes: list[list[int | None]] = field(default_factory=list)
+    #: Wall seconds per part of the run (:data:`TIME_PARTS`), added up across resumes.
+    time_s: dict[str, float] = field(default_factory=dict)
+    #: Env steps (or samples) per part: ``training`` and ``evaluation``, for throughputs.
+    work: dict[str, int] = field(default_factory=dict)
 
-    def add_row(self, raw: list[float], normalized: list[float | None], step: int) -> None:
+    def add_row(self, raw: list[float], normalized: list[float | None], step: int, *,
+                cut: list[int | None] | None = None, episodes: list[int | None] | None = None) -> None:
         pad = [None] * (len(self.tasks) - len(raw))
         self.raw.append(list(raw) + pad)
         self.normalized.append(list(normalized) + pad)
         self.steps.append(int(step))
+        self.cut.append(list(cut if cut is not None else [None] * len(raw)) + pad)
+        self.episodes.append(list(episodes if episodes is not None else [None] * len(raw)) + pad)
+
+    def add_time(self, part: str, seconds: float, work: int = 0) -> None:
+        """Add ``seconds`` (and ``work`` env steps or samples) to one part of the run."""
+        self.time_s[part] = self.time_s.get(part, 0.0) + float(seconds)
+        if work:
+            self.work[part] = self.work.get(part, 0) + int(work)
+
+    def time_split(self) -> str:
+        """One line: where the run's wall time went (training, evaluation, Fisher/consolidation,
+        checkpoints), with the throughput of training and evaluation."""
+        total = sum(self.time_s.values())
+        if total <= 0:
+            return "time: nothing measured"
+        names = {"consolidation": "Fisher/consolidation"}
+        parts = []
+        for part in TIME_PARTS:
+            sec = self.time_s.get(part, 0.0)
+            text = f"{names.get(part, part)} {_duration(sec)} ({100 * sec / total:.0f}%"
+            if self.work.get(part) and sec > 0:
+                text += f", {self.work[part] / sec:,.0f} steps/s"
+            parts.append(text + ")")
+        return f"time {_duration(total)}: " + ", ".join(parts)
 
     def _scored(self) -> list[list[float | None]]:
         # Where no normalization exists, fall back to raw scores (ACC/BWT then in raw units).
@@ -58,20 +111,30 @@ class Results:
             "steps": self.steps,
             "acc": clean(self.acc) if self.raw else None,
             "bwt": clean(self.bwt) if self.raw else None,
+            "cut": self.cut,
+            "episodes": self.episodes,
+            "time_s": self.time_s,
+            "work": self.work,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Results":
+        rows = len(d["raw"])
+        # Files of earlier versions have no cut/episodes/time entries.
+        empty = [[None] * len(d["tasks"]) for _ in range(rows)]
         return cls(tasks=list(d["tasks"]), method=d["method"], raw=d["raw"], normalized=d["normalized"],
-                   steps=list(d["steps"]))
+                   steps=list(d["steps"]), cut=d.get("cut") or empty, episodes=d.get("episodes") or empty,
+                   time_s=dict(d.get("time_s") or {}), work=dict(d.get("work") or {}))
 
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["after_task", "step", "eval_task", "raw", "normalized"])
+        w.writerow(["after_task", "step", "eval_task", "raw", "normalized", "episodes", "cut"])
         for i, (rr, nn) in enumerate(zip(self.raw, self.normalized)):
             for j, task in enumerate(self.tasks[: i + 1]):
-                w.writerow([self.tasks[i], self.steps[i], task, rr[j], "" if nn[j] is None else nn[j]])
+                eps, cut = self.episodes[i][j], self.cut[i][j]
+                w.writerow([self.tasks[i], self.steps[i], task, rr[j], "" if nn[j] is None else nn[j],
+                            "" if eps is None else eps, "" if cut is None else cut])
         return buf.getvalue()
 
     def save(self, run_dir: str | Path) -> None:
@@ -90,3 +153,10 @@ class Results:
         if self.raw:
             lines.append(f"ACC {self.acc:.3f}   BWT {self.bwt:.3f}" + ("" if len(self.raw) > 1 else " (one task)"))
         return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

@@ -7,6 +7,7 @@ task so far, one row of the score matrix -> ``results.json`` / ``results.csv``.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -14,9 +15,9 @@ from torch import nn
 
 from ..core import ContinualMethod, FisherData
 from ..logging import KEYS, RunLogger
-from .results import Results
+from .results import Evaluation, Results
 
-__all__ = ["Learner", "run_sequence", "checkpoint_name", "Interrupted", "PROGRESS", "LATEST"]
+__all__ = ["Learner", "run_sequence", "checkpoint_name", "Interrupted", "EvalProgress", "PROGRESS", "LATEST"]
 
 
 class Learner(Protocol):
@@ -40,8 +41,12 @@ class Learner(Protocol):
     def fisher_data(self, k: int) -> FisherData:
         """Inputs of task k (e.g. states of the policy's own rollouts) and its logits function."""
 
-    def evaluate(self, k: int) -> float:
-        """Raw score on task k (game score, accuracy) with task k's head."""
+    def evaluate(self, k: int, *, on_episode: Callable[[int, int], None] | None = None,
+                 on_step: Callable[[int], None] | None = None) -> float | Evaluation:
+        """Raw score on task k (game score, accuracy) with task k's head, or an
+        :class:`Evaluation` with what the games were like. ``on_episode(done, total)`` is
+        called as games end and ``on_step(steps)`` as they go on (a learner without games
+        may ignore both)."""
 
     def normalize(self, k: int, score: float) -> float | None:
         """Score on task k mapped to [0, 1], or ``None`` if no reference exists."""
@@ -69,21 +74,58 @@ class Interrupted(Exception):
         self.checkpoint = checkpoint
 
 
-def _evaluate_all(learner: Learner, upto: int) -> dict[str, tuple[float, float | None]]:
+#: Called while evaluating: (task name, its position among the tasks evaluated, how many are
+#: evaluated, games done, games in all, steps of the longest game so far).
+EvalProgress = Callable[[str, int, int, int, int, int], None]
+
+
+def _evaluate_all(learner: Learner, upto: int, on_eval: EvalProgress | None = None) -> dict[str, Evaluation]:
     out = {}
     for j in range(upto + 1):
-        raw = learner.evaluate(j)
-        out[learner.task_names[j]] = (raw, learner.normalize(j, raw))
+        name = learner.task_names[j]
+        if on_eval is not None:
+            state = [0, 0, 0]  # games done, games in all, steps
+
+            def report(done: int | None = None, total: int | None = None, steps: int | None = None,
+                       j: int = j, name: str = name, state: list[int] = state) -> None:
+                for i, value in enumerate((done, total, steps)):
+                    if value is not None:
+                        state[i] = value
+                on_eval(name, j, upto + 1, *state)
+
+            report()
+            result = learner.evaluate(j, on_episode=lambda done, total, report=report: report(done, total),
+                                      on_step=lambda steps, report=report: report(steps=steps))
+        else:
+            result = learner.evaluate(j)
+        out[name] = result if isinstance(result, Evaluation) else Evaluation(score=float(result))
     return out
 
 
+def _normalized(learner: Learner, evaluations: dict[str, Evaluation]) -> dict[str, tuple[float, float | None]]:
+    return {task: (e.score, learner.normalize(j, e.score)) for j, (task, e) in enumerate(evaluations.items())}
+
+
+def _log_evaluation(learner: Learner, results: Results, logger: RunLogger, evaluations: dict[str, Evaluation],
+                    step: int) -> dict[str, tuple[float, float | None]]:
+    scores = _normalized(learner, evaluations)
+    logger.evaluation(scores, step)
+    logger.episodes(evaluations, step)
+    results.add_time("evaluation", sum(e.seconds for e in evaluations.values()),
+                     sum(e.env_steps for e in evaluations.values()))
+    return scores
+
+
 def _record_row(learner: Learner, results: Results, logger: RunLogger, run_dir: Path, k: int,
-                on_message: Callable[[str], None] | None) -> None:
+                on_message: Callable[[str], None] | None, on_eval: EvalProgress | None) -> None:
     """Evaluate every task up to k, add the row to the results, save them, log."""
     step = learner.global_step
-    scores = _evaluate_all(learner, k)
-    logger.evaluation(scores, step)
-    results.add_row([s[0] for s in scores.values()], [s[1] for s in scores.values()], step)
+    evaluations = _evaluate_all(learner, k, on_eval)
+    scores = _log_evaluation(learner, results, logger, evaluations, step)
+    has_games = any(e.episodes for e in evaluations.values())
+    results.add_row([s[0] for s in scores.values()], [s[1] for s in scores.values()], step,
+                    cut=[e.cut if e.episodes else None for e in evaluations.values()],
+                    episodes=[e.episodes or None for e in evaluations.values()])
     results.save(run_dir)
     logger.scalar(KEYS["acc"], results.acc, step)
     if k > 0:
@@ -91,7 +133,10 @@ def _record_row(learner: Learner, results: Results, logger: RunLogger, run_dir: 
     logger.flush()
     if on_message is not None:
         row = ", ".join(f"{t} {raw:.4g}" + (f" ({n:.2f})" if n is not None else "") for t, (raw, n) in scores.items())
-        on_message(f"after {learner.task_names[k]} (task {k + 1}/{len(learner.task_names)}, step {step}): {row}")
+        cut = sum(e.cut for e in evaluations.values())
+        games = sum(e.episodes for e in evaluations.values())
+        note = f"; {cut} of {games} games cut at the step limit" if has_games and cut else ""
+        on_message(f"after {learner.task_names[k]} (task {k + 1}/{len(learner.task_names)}, step {step}): {row}{note}")
 
 
 def run_sequence(
@@ -107,6 +152,7 @@ def run_sequence(
     tasks_done: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    on_eval: EvalProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Results:
     """Learn ``learner.task_names`` in order with ``method``; return the score matrix.
@@ -123,8 +169,12 @@ def run_sequence(
         row is evaluated first.
     :param on_progress: called with the global step after each update (a progress bar).
     :param on_message: called with one line of text per finished task.
+    :param on_eval: called while evaluating, as games end (see :data:`EvalProgress`).
     :param should_stop: polled by the learner; when it returns True, learning stops after the
         current update, a resumable checkpoint is written and :class:`Interrupted` is raised.
+
+    The wall time of each part (training, evaluation, Fisher/consolidation, checkpoints) is
+    added up in ``results.time_s`` (see :meth:`Results.time_split`).
     """
     if budget <= 0:
         raise ValueError(f"the budget per task must be positive, got {budget}")
@@ -134,41 +184,53 @@ def run_sequence(
     results = results or Results(tasks=tasks, method=method.name)
     start = len(results.raw) if tasks_done is None else tasks_done
     if start > len(results.raw):
-        _record_row(learner, results, logger, run_dir, start - 1, on_message)
+        _record_row(learner, results, logger, run_dir, start - 1, on_message, on_eval)
     next_eval = [learner.global_step + eval_every] if eval_every > 0 else [None]
     next_ckpt = [learner.global_step + checkpoint_every] if checkpoint_every > 0 else [None]
+
+    def save(path: Path, k: int, **kwargs) -> None:
+        t0 = time.perf_counter()
+        learner.save(path, method, tasks_done=k, **kwargs)
+        results.add_time("checkpoints", time.perf_counter() - t0)
 
     for k in range(start, len(tasks)):
         logger.scalar(KEYS["task_index"], k, learner.global_step)
         method.start_task(k + 1)
         learner.begin_task(k, method)
+        inside = [0.0]  # seconds spent in evaluations and checkpoints during learn()
 
         def on_update(step: int, k: int = k) -> None:
             if on_progress is not None:
                 on_progress(step)
+            t0 = time.perf_counter()
             if next_eval[0] is not None and step >= next_eval[0]:
-                logger.evaluation(_evaluate_all(learner, k), step)
+                _log_evaluation(learner, results, logger, _evaluate_all(learner, k, on_eval), step)
                 while next_eval[0] <= step:
                     next_eval[0] += eval_every
             if next_ckpt[0] is not None and step >= next_ckpt[0]:
-                learner.save(checkpoints / PROGRESS, method, tasks_done=k, resumable=True)
+                save(checkpoints / PROGRESS, k, resumable=True)
                 while next_ckpt[0] <= step:
                     next_ckpt[0] += checkpoint_every
+            inside[0] += time.perf_counter() - t0
 
         kwargs = {"should_stop": should_stop} if should_stop is not None else {}
+        t0, step0 = time.perf_counter(), learner.global_step
         finished = learner.learn(k, budget, on_update, **kwargs)
+        results.add_time("training", time.perf_counter() - t0 - inside[0], learner.global_step - step0)
         if finished is False:
             path = checkpoints / PROGRESS
-            learner.save(path, method, tasks_done=k, resumable=True)
+            save(path, k, resumable=True)
             logger.flush()
             raise Interrupted(learner.global_step, path)
+        t0 = time.perf_counter()
         data = learner.fisher_data(k) if method.needs_fisher else None
         stats = method.end_task(k + 1, data)
+        results.add_time("consolidation", time.perf_counter() - t0)
         step = learner.global_step
         for name, value in stats.items():
             logger.scalar(KEYS["method_stat"].format(name=name), value, step)
         logger.bits(learner.trunk, step)
-        learner.save(checkpoints / checkpoint_name(k, tasks[k]), method, tasks_done=k + 1)
-        learner.save(checkpoints / LATEST, method, tasks_done=k + 1, resumable=True)
-        _record_row(learner, results, logger, run_dir, k, on_message)
+        save(checkpoints / checkpoint_name(k, tasks[k]), k + 1)
+        save(checkpoints / LATEST, k + 1, resumable=True)
+        _record_row(learner, results, logger, run_dir, k, on_message, on_eval)
     return results

@@ -7,7 +7,7 @@ are written by the learner into the same directory with the same step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ __all__ = ["KEYS", "RunLogger", "heatmap_image"]
 KEYS = {
     "eval_score": "eval/{task}/score",  # raw evaluation score (game score, or accuracy)
     "eval_normalized": "eval/{task}/normalized",  # score mapped to [0, 1]
+    "eval_steps": "eval/{task}/episode_steps",  # mean agent steps per evaluation game
+    "eval_cut": "eval/{task}/cut_fraction",  # share of evaluation games cut at the step limit
     "accumulated": "eval/accumulated_normalized",  # sum of normalized scores of learned tasks
     "tasks_learned": "eval/tasks_learned",
     "acc": "continual/acc",  # ACC after each task (normalized scores)
@@ -33,6 +35,7 @@ KEYS = {
     "bits_heatmap": "bits_heatmap/{layer}",  # image after each task
     "method_stat": "method/{name}",
     "config": "config",  # text
+    "system": "system",  # text: the machine, and the precision and threads chosen for it
 }
 
 
@@ -88,6 +91,14 @@ class RunLogger:
                 total += norm
         self.scalar(KEYS["accumulated"], total, step)
         self.scalar(KEYS["tasks_learned"], len(scores), step)
+
+    def episodes(self, evaluations: Mapping[str, Any], step: int) -> None:
+        """Per task with games (RL): mean agent steps per game and the share cut at the limit."""
+        for task, e in evaluations.items():
+            if e.episodes:
+                if e.mean_steps is not None:
+                    self.scalar(KEYS["eval_steps"].format(task=task), e.mean_steps, step)
+                self.scalar(KEYS["eval_cut"].format(task=task), e.cut / e.episodes, step)
 
     def bits(self, trunk: torch.nn.Module, step: int, *, images: bool = True) -> None:
         """Per BLIP layer and parameter: bit statistics; per weight a heatmap image."""
