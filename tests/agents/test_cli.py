@@ -9,7 +9,8 @@ from tests._cli import TINY, blip_rl
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for method in ("blip", "ewc", "ft", "ft-fix"):
-        blip_rl("train", "--games", "kungfu,boxing", "--method", method, "--run-dir", root / method, *TINY)
+        out = blip_rl("train", "--games", "kungfu,boxing", "--method", method, "--run-dir", root / method, *TINY)
+        (root / f"{method}.stdout").write_text(out.stdout)
     blip_rl("train", "--games", "kungfu,boxing", "--method", "blip", "--run-dir", root / "blip-again", *TINY)
     blip_rl("train", "--games", "kungfu,boxing", "--method", "blip", "--fast", "--run-dir", root / "blip-fast", *TINY)
     return root
@@ -18,11 +19,27 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("method", ["blip", "ewc", "ft", "ft-fix"])
 def test_two_game_run_writes_every_file(runs, method):
     run = runs / method
-    for name in ("config.yaml", "command.txt", "results.json", "results.csv", "checkpoints/0_kungfu.pt",
-                 "checkpoints/1_boxing.pt", "checkpoints/latest.pt"):
+    for name in ("config.yaml", "command.txt", "system_info.txt", "results.json", "results.csv",
+                 "checkpoints/0_kungfu.pt", "checkpoints/1_boxing.pt", "checkpoints/latest.pt"):
         assert (run / name).is_file(), name
     results = json.loads((run / "results.json").read_text())
     assert results["method"] == method and results["tasks"] == ["kungfu", "boxing"]
+    # One evaluation game per game, each cut at TINY's 60-step limit, counted per row and game.
+    assert results["episodes"] == [[1, None], [1, 1]] and results["cut"] == [[1, None], [1, 1]]
+    assert set(results["time_s"]) == {"training", "evaluation", "consolidation", "checkpoints"}
+    assert results["work"]["training"] == 256
+    stdout = (runs / f"{method}.stdout").read_text()
+    # The first line says what was chosen for this machine; the last lines split the wall time.
+    import yaml
+
+    runtime = yaml.safe_load((run / "config.yaml").read_text())["runtime"]
+    assert runtime["precision"] in ("fp32", "bf16") and runtime["device"] == "cpu" and runtime["precision_reason"]
+    first = stdout.splitlines()[0]
+    assert first.startswith(f"blip-rl: cpu, {runtime['precision']} ({runtime['precision_reason']})"), first
+    assert f"{runtime['torch_threads']} torch" in first
+    assert "time " in stdout and "training " in stdout and "evaluation " in stdout and "Fisher/consolidation" in stdout
+    info = (run / "system_info.txt").read_text()
+    assert f"precision: {runtime['precision']} ({runtime['precision_reason']})" in info and "ale-py ROMs:" in info
     assert len(results["raw"]) == 2 and results["raw"][0][1] is None and results["raw"][1][1] is not None
     assert results["acc"] is not None
     assert "method blip" not in (run / "command.txt").read_text() or method == "blip"
@@ -39,7 +56,7 @@ def test_tensorboard_tags_are_written(runs):
         images |= set(ea.Tags()["images"])
     for tag in ("eval/kungfu/score", "eval/kungfu/normalized", "eval/boxing/score", "eval/accumulated_normalized",
                 "continual/acc", "continual/bwt", "bits/cnn.4.weight/mean_bits", "bits/linear.0.weight/frac_any",
-                "train/value_loss", "time/fps"):
+                "train/value_loss", "time/fps", "eval/kungfu/episode_steps", "eval/kungfu/cut_fraction"):
         assert tag in tags, (tag, sorted(tags))
     assert "bits_heatmap/cnn.4" in images
 
@@ -110,3 +127,15 @@ def test_eval_of_a_corrupt_checkpoint_is_a_clear_error(runs, tmp_path, name):
     bad.write_bytes(data[: len(data) // 2])
     out = blip_rl("eval", bad, "--game", "kungfu", check=False)
     assert out.returncode == 2 and "corrupt or truncated" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_reports_its_choices_progress_and_cut_games(runs):
+    ckpt = runs / "blip" / "checkpoints" / "1_boxing.pt"
+    result = json.loads(blip_rl("eval", ckpt, "--game", "boxing", "--json", "--episodes", "2").stdout)
+    # TINY's 60-step limit cuts both games; the cost of the evaluation is in the output.
+    assert result["cut"] == 2 and result["episode_steps"] == [60, 60] and result["max_episode_steps"] == 60
+    assert result["precision"] in ("fp32", "bf16") and result["seconds"] > 0
+    out = blip_rl("eval", ckpt, "--game", "boxing", "--episodes", "2", "--precision", "fp32", "--threads", "1")
+    assert out.stderr.startswith("blip-rl: cpu, fp32 (asked for (--precision fp32)), 1 torch / 1 env threads")
+    assert "eval boxing" in out.stderr and "2/2" in out.stderr  # its own progress bar
+    assert "2 cut at 60 steps" in out.stdout

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv
 
-from blip_rl.envs import GAMES, evaluate_policy, make_vec_env
+from blip_rl.envs import GAMES, evaluate_episodes, evaluate_policy, make_vec_env
 from blip_rl.envs.atari import AtariVecEnv
 
 needs_cv2 = pytest.mark.skipif(
@@ -288,3 +288,25 @@ def test_ppo_trains_on_the_native_backend_and_logs_raw_scores():
         assert all(ep["l"] <= 24 for ep in model.ep_info_buffer)
     finally:
         env.close()
+
+
+def test_evaluate_episodes_plays_all_games_at_once_and_counts_the_cut_ones():
+    rng = np.random.default_rng(0)
+    seen, progress = [], []
+
+    def act(obs):
+        seen.append(len(obs))
+        return rng.integers(0, 18, size=len(obs))
+
+    played = evaluate_episodes(act, "boxing", episodes=3, seed=5, max_episode_steps=50,
+                               on_episode=lambda done, total: progress.append((done, total)))
+    # One env per game (n_envs=None): every forward sees the 3 games together.
+    assert set(seen) == {3} and len(seen) == 50
+    # Boxing lasts ~1,800 steps: all 3 games are cut at the 50-step limit.
+    assert played.lengths == [50, 50, 50] and played.cut == [True, True, True] and played.n_cut == 3
+    assert played.env_steps == 150 and played.seconds > 0
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    # A game that ends by itself is not counted as cut.
+    pong = evaluate_episodes(lambda obs: np.zeros(len(obs), dtype=np.int64), "pong", episodes=2, seed=1,
+                             max_episode_steps=27000)
+    assert pong.n_cut == 0 and all(length < 27000 for length in pong.lengths) and pong.scores == [-21.0, -21.0]

@@ -1,0 +1,128 @@
+"""What a command chooses for the machine it lands on: precision, threads, `blip-rl info`."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from blip_rl import system
+from blip_rl.system import CpuInfo, resolve_precision, resolve_runtime, resolve_threads, system_info
+from tests._cli import blip_rl
+
+CPU = torch.device("cpu")
+
+
+def _cpu(monkeypatch, flags, isa="AVX512"):
+    info = CpuInfo(model="test cpu", cores=2, logical=2, flags=tuple(flags), torch_isa=isa)
+    monkeypatch.setattr(system, "cpu_info", lambda: info)
+
+
+def _probe(monkeypatch, speedup):
+    calls = []
+
+    def probe(device_type="cpu"):
+        calls.append(device_type)
+        return {"fp32_s": 1.0, "bf16_s": 1.0 / speedup, "bf16_speedup": speedup}
+
+    monkeypatch.setattr(system, "probe_speed", probe)
+    return calls
+
+
+def test_auto_keeps_fp32_without_bf16_flags_and_does_not_probe(monkeypatch):
+    _cpu(monkeypatch, ["avx2", "avx512f"])
+    calls = _probe(monkeypatch, 3.0)
+    choice = resolve_precision("auto", CPU)
+    assert choice.precision == "fp32" and "emulated" in choice.reason and calls == []
+
+
+@pytest.mark.parametrize("speedup, expected", [(1.8, "bf16"), (0.6, "fp32"), (1.1, "fp32")])
+def test_auto_with_bf16_flags_follows_the_probe(monkeypatch, speedup, expected):
+    _cpu(monkeypatch, ["avx2", "avx512f", "avx512_bf16"])
+    _probe(monkeypatch, speedup)
+    choice = resolve_precision("auto", CPU)
+    assert choice.precision == expected and f"{speedup:.1f}" in choice.reason and choice.warning is None
+
+
+def test_auto_keeps_fp32_where_torch_dispatches_below_avx512(monkeypatch):
+    _cpu(monkeypatch, ["avx2", "avx512f", "avx512_bf16"], isa="AVX2")
+    calls = _probe(monkeypatch, 3.0)
+    assert resolve_precision("auto", CPU).precision == "fp32" and calls == []
+
+
+def test_explicit_bf16_where_emulated_warns_with_the_measured_slowdown(monkeypatch):
+    _cpu(monkeypatch, ["avx2"])
+    _probe(monkeypatch, 0.1)
+    choice = resolve_precision("bf16", CPU)
+    assert choice.precision == "bf16" and "10.0x slower" in choice.warning and "--precision auto" in choice.warning
+
+
+def test_explicit_fp32_is_kept_and_unknown_is_refused():
+    assert resolve_precision("fp32", CPU).precision == "fp32"
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        resolve_precision("fp16", CPU)
+
+
+def test_threads_default_to_the_usable_cores_and_refuse_more():
+    cores = system.usable_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    auto = resolve_threads(0, n_envs=64)
+    assert auto.torch_threads == cores and auto.env_threads == cores and "auto" in auto.reason
+    assert resolve_threads(0, n_envs=1).env_threads == 1  # no more env workers than envs
+    assert resolve_threads(1, n_envs=8).torch_threads == 1
+    with pytest.raises(ValueError, match=f"at most {cores}"):
+        resolve_threads(cores + 1)
+    with pytest.raises(ValueError, match="--threads"):
+        resolve_threads(-1)
+
+
+def test_runtime_applies_its_threads():
+    before = torch.get_num_threads()
+    try:
+        runtime = resolve_runtime(precision="fp32", threads=1)
+        runtime.apply()
+        assert torch.get_num_threads() == 1 and runtime.dtype is None
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_probe_measures_both_precisions():
+    result = system.probe_speed("cpu")
+    assert result["fp32_s"] > 0 and result["bf16_s"] > 0
+    assert result["bf16_speedup"] == pytest.approx(result["fp32_s"] / result["bf16_s"])
+
+
+def test_system_info_names_versions_cpu_and_choices():
+    text = system_info(resolve_runtime(precision="fp32"))
+    for needle in ("torch ", "stable-baselines3 ", "gymnasium ", "ale-py ", "cpu:", "AVX2", "AVX512-BF16", "AMX-BF16",
+                   "cpu bf16:", "precision: fp32", "threads:", "ale-py ROMs: "):
+        assert needle in text, needle
+    roms = int(text.split("ale-py ROMs: ")[1].split()[0])
+    assert roms >= 57
+
+
+def test_info_command_and_auto_picks_fp32_where_bf16_is_limited_to_avx2():
+    """ATEN_CPU_CAPABILITY/ONEDNN_MAX_CPU_ISA make torch behave like a CPU without native bf16
+    (on one with it, bf16 matmul then runs ~60x slower than fp32): auto must keep fp32."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run([sys.executable, "-m", "blip_rl.cli", "info"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "precision: fp32 (auto: " in out.stdout and "torch cpu isa: AVX2" in out.stdout
+    assert "cpu bf16: emulated" in out.stdout or "bf16" not in system.cpu_info().flags
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--precision", "fp16"], "precision must be one of auto, fp32, bf16"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--threads", "4096"], "more than the"),
+    (["--n-envs", "0"], "give --n-envs 1 or more"),
+    (["--precision", "fp32", "--fast"], "--fast means --precision bf16"),
+])
+def test_bad_runtime_flags_give_one_line_exit_2_and_write_nothing(tmp_path, flags, message):
+    run_dir = tmp_path / "run"
+    out = blip_rl("train", "--games", "boxing", "--run-dir", run_dir, *flags, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr
+    assert not run_dir.exists()
