@@ -7,7 +7,7 @@ PIP_EXTRA ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.blip-rl-installed
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all test-props bench clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# Property tests with random examples, 20x as many as the derandomized default run (by hand).
+test-props: $(STAMP)
+	BLIP_RL_PROPS=1 $(BIN)/python -m pytest -q tests/core/test_bits.py tests/envs/test_games.py tests/test_faults.py -k "frozen_interval or quantization or bits_never or normalize_score or fuzz"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ppo_speed.py

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--n-envs, --steps and --repeats must be >= 1")
 
     game = get_game(args.game)
+    from blip_rl.system import benchmark_header
+
+    print(benchmark_header())
     print(f"{game.title}: {args.n_envs} envs x {args.steps} steps, random actions, {os.cpu_count()} CPU cores")
     runs: dict[str, list[float]] = {"ale": [], "sb3": []}
     for _ in range(args.repeats):

@@ -73,6 +73,9 @@ def main() -> None:
     t_exact = timed(exact) / args.states
     t_naive = timed(naive, repeat=1) / args.loop_states
     t_batched = timed(batched) / args.states
+    from blip_rl.system import benchmark_header
+
+    print(benchmark_header())
     print(f"paper RL trunk (6.5M params), {args.states} states, {torch.get_num_threads()} threads")
     print(f"{'method':34s} {'ms/state':>9s} {'ratio':>8s}")
     print(f"{'exact per-sample Fisher (ours)':34s} {1e3 * t_exact:9.3f} {1.0:8.2f}")

@@ -1,17 +1,21 @@
 """PPO training speed: stock stable-baselines3 against blip-rl, same network and work, one run.
 
     python benchmarks/ppo_speed.py [--game boxing] [--n-envs 16] [--n-steps 125] [--rollouts 1] [--rounds 6]
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/ppo_speed.py --rounds 2   # as a CPU without native bf16
 
-All five learners use the paper's network (conv 32/64/128 + FC 1024) and PPO settings (n_steps x
+All six learners use the paper's network (conv 32/64/128 + FC 1024) and PPO settings (n_steps x
 n_envs per rollout, 4 epochs, 8 minibatches) and learn the same number of env steps on one game,
 timed in interleaved rounds after a warm-up rollout (the median is printed):
 
 1. stock SB3 PPO: ``make_atari_env`` + ``VecFrameStack``, the trunk as plain layers;
 2. blip-rl ``ft`` in fp32, 3. blip-rl ``blip`` in fp32 (exactly what ``blip-rl train`` runs);
 4. the same with bits frozen by a real consolidation, as in every game after the first;
-5. blip-rl ``blip --fast`` (bf16 autocast in the network, fp32 master weights).
+5. blip-rl ``blip --precision bf16`` (bf16 autocast in the network, fp32 master weights);
+6. blip-rl ``blip --precision auto`` (what ``blip-rl train`` picks on this machine).
 
-Prints env steps/s and ratios to (1), BLIP's overhead over ``ft``, the share of this machine's
+The first lines name the machine: CPU flags, torch's ISA, whether bf16 is native, and the fp32
+and bf16 matmul rates measured in the same run. Prints env steps/s and ratios to (1), auto
+against fp32, BLIP's overhead over ``ft``, the share of this machine's
 matmul rate used by the network's FLOPs, env-only steps/s of both env backends, the Fisher time
 for 2,000 states against one batched backward, BLIP state bytes per parameter after 1 and 6
 games, and the checkpoint growth from 1 to 6 games. Measured, never asserted.
@@ -65,14 +69,14 @@ def stock_sb3(args):
     return lambda steps: model.learn(steps, reset_num_timesteps=False), env.close
 
 
-def blip_rl(args, method: str, fast: bool, frozen: bool = False):
+def blip_rl(args, method: str, precision: str, frozen: bool = False):
     """``blip-rl train``'s learner after one warm-up rollout+update; with ``frozen``, bits are first
     frozen by a real consolidation on the warm-up rollout's states, as in every game after the
     first. Returns (learn(steps) callable, learner, method)."""
     rollout = args.n_steps * args.n_envs
     budget = rollout * (1 + args.rounds * args.rollouts)
     cfg = load_config(None, {"games": [args.game], "method": method, "steps_per_game": budget,
-                             "env.n_envs": args.n_envs, "ppo.n_steps": args.n_steps, "fast": fast,
+                             "env.n_envs": args.n_envs, "ppo.n_steps": args.n_steps, "precision": precision,
                              "device": "cpu", "seed": 0})
     learner = AtariLearner(cfg)
     m = make_method(method, learner.trunk)
@@ -131,22 +135,39 @@ def main() -> None:
     game = get_game(args.game)
     args.ale_name = game.gym_id.split("/")[1].rsplit("-", 1)[0]
     steps = args.rollouts * args.n_steps * args.n_envs
+    from blip_rl.system import benchmark_header
+
+    print(benchmark_header())
     print(f"{game.title}, {args.n_envs} envs x {args.n_steps} steps x {args.rollouts} rollouts = {steps} env steps "
           f"per learner and round, "
           f"4 epochs, 8 minibatches, {torch.get_num_threads()} torch threads\n")
 
     stock, close_stock = stock_sb3(args)
-    ft, ft_learner, _ = blip_rl(args, "ft", False)
-    blip, learner, method = blip_rl(args, "blip", False)
-    frozen, frozen_learner, _ = blip_rl(args, "blip", False, frozen=True)
-    fast, fast_learner, _ = blip_rl(args, "blip", True)
-    runs = timed_rounds({"stock SB3 PPO (make_atari_env)": stock, "blip-rl ft (fp32)": ft,
-                         "blip-rl blip (fp32)": blip, "blip-rl blip (fp32), bits frozen": frozen,
-                         "blip-rl blip --fast (bf16)": fast}, steps, args.rounds)
-    close_stock()
-    ft_learner.close()
-    frozen_learner.close()
-    fast_learner.close()
+    ft, ft_learner, _ = blip_rl(args, "ft", "fp32")
+    blip, learner, method = blip_rl(args, "blip", "fp32")
+    frozen, frozen_learner, _ = blip_rl(args, "blip", "fp32", frozen=True)
+    from blip_rl.system import bf16_support, probe_speed
+
+    native, why = bf16_support(torch.device("cpu"))
+    learners = {"stock SB3 PPO (make_atari_env)": stock, "blip-rl ft (fp32)": ft, "blip-rl blip (fp32)": blip,
+                "blip-rl blip (fp32), bits frozen": frozen}
+    closers = [close_stock, ft_learner.close, frozen_learner.close]
+    if native:
+        fast, fast_learner, _ = blip_rl(args, "blip", "bf16")
+        learners["blip-rl blip --precision bf16"] = fast
+        closers.append(fast_learner.close)
+    else:
+        # Emulated bf16 would take tens of minutes per round; the probe says by how much.
+        print(f"blip-rl blip --precision bf16: not timed, {why}; the probe measured it "
+              f"{1 / probe_speed('cpu')['bf16_speedup']:.1f}x slower than fp32")
+    auto, auto_learner, _ = blip_rl(args, "blip", "auto")
+    auto_name = f"blip-rl blip --precision auto ({auto_learner.runtime.precision})"
+    learners[auto_name] = auto
+    closers.append(auto_learner.close)
+    print(f"auto chose {auto_learner.runtime.precision}: {auto_learner.runtime.precision_reason}\n")
+    runs = timed_rounds(learners, steps, args.rounds)
+    for close in closers:
+        close()
     rates = {name: float(np.median(r)) for name, r in runs.items()}
     base = rates["stock SB3 PPO (make_atari_env)"]
     flops_step = network_flops_per_obs() * (1 + 4 * 3)  # rollout forward + 4 epochs of fwd+bwd
@@ -154,9 +175,12 @@ def main() -> None:
     print(f"median of {args.rounds} interleaved rounds (min-max in brackets)")
     print(f"{'learner':34s} {'steps/s':>8s} {'':15s} {'vs stock':>9s} {'share of matmul rate':>21s}")
     for name, r in rates.items():
-        peak = peak16 if "bf16" in name else peak32
+        peak = peak16 if "bf16" in name.split("--precision")[-1] else peak32
         spread = f"[{min(runs[name]):.0f}-{max(runs[name]):.0f}]"
         print(f"{name:34s} {r:8.1f} {spread:>15s} {r / base:8.2f}x {100 * r * flops_step / peak:20.0f}%")
+    bf16 = rates.get("blip-rl blip --precision bf16")
+    print(f"\nprecision auto vs fp32: {rates[auto_name] / rates['blip-rl blip (fp32)']:.2f}x"
+          + (f"; bf16 vs fp32: {bf16 / rates['blip-rl blip (fp32)']:.2f}x" if bf16 else ""))
     overhead = rates["blip-rl ft (fp32)"] / rates["blip-rl blip (fp32)"] - 1
     overhead_frozen = rates["blip-rl ft (fp32)"] / rates["blip-rl blip (fp32), bits frozen"] - 1
     print(f"\nBLIP overhead over ft (fp32): first game {100 * overhead:+.1f}%, "

@@ -1,7 +1,7 @@
 """Where the time of ``blip-rl train`` goes: env stepping, rollout inference, the update
 (forward/backward), the optimizer, BLIP's clipping, and the rest (Python, copies, GAE).
 
-    python benchmarks/profile_breakdown.py [--game boxing] [--n-envs 16] [--n-steps 125] [--rollouts 2] [--fast] [--frozen]
+    python benchmarks/profile_breakdown.py [--game boxing] [--n-envs 16] [--n-steps 125] [--rollouts 2] [--precision fp32|bf16|auto] [--frozen]
 
 Wraps the learner's pieces with timers (perf_counter) for a few rollouts after a warm-up and
 prints each piece's share of the wall time. Measured, never asserted.
@@ -23,12 +23,12 @@ def main() -> None:
     ap.add_argument("--n-envs", type=int, default=16)
     ap.add_argument("--n-steps", type=int, default=125)
     ap.add_argument("--rollouts", type=int, default=2)
-    ap.add_argument("--fast", action="store_true")
+    ap.add_argument("--precision", default="fp32", help="fp32 | bf16 | auto (as blip-rl train)")
     ap.add_argument("--frozen", action="store_true", help="freeze bits first, as in games after the first")
     args = ap.parse_args()
     rollout = args.n_steps * args.n_envs
     cfg = load_config(None, {"games": [args.game], "method": "blip", "steps_per_game": rollout * (args.rollouts + 2),
-                             "env.n_envs": args.n_envs, "ppo.n_steps": args.n_steps, "fast": args.fast,
+                             "env.n_envs": args.n_envs, "ppo.n_steps": args.n_steps, "precision": args.precision,
                              "device": "cpu"})
     learner = AtariLearner(cfg)
     method = make_method("blip", learner.trunk)
@@ -87,8 +87,11 @@ def main() -> None:
         "update: BLIP clipping": spent["BLIP clipping"],
     }
     rows["rest (Python per step, copies, GAE, logging)"] = wall - sum(rows.values())
+    from blip_rl.system import benchmark_header
+
+    print(benchmark_header())
     print(f"{args.game}, {args.n_envs} envs x {args.n_steps} steps x {args.rollouts} rollouts, "
-          f"{'bf16' if args.fast else 'fp32'}, {'bits frozen' if args.frozen else 'no bits frozen'}: "
+          f"{args.precision}, {'bits frozen' if args.frozen else 'no bits frozen'}: "
           f"{rollout * args.rollouts / wall:.0f} env steps/s")
     for name, t in rows.items():
         print(f"  {name:48s} {t:7.2f} s {100 * t / wall:5.1f}%")

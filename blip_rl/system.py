@@ -33,7 +33,7 @@ import torch
 
 __all__ = ["PRECISIONS", "CpuInfo", "Runtime", "cpu_info", "usable_cores", "bf16_support", "probe_speed",
            "resolve_device", "resolve_precision", "resolve_threads", "resolve_runtime", "system_info",
-           "matmul_rates"]
+           "matmul_rates", "benchmark_header"]
 
 #: Values of ``--precision``: ``auto`` picks bf16 only where it is native and faster.
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -359,6 +359,20 @@ def resolve_runtime(*, device: str = "auto", precision: str = "auto", threads: i
                    warning=choice.warning,
                    cpu={"model": info.model, "cores": info.cores, "flags": list(info.flags),
                         "torch_isa": info.torch_isa})
+
+
+def benchmark_header(device_type: str = "cpu") -> str:
+    """Two lines naming the machine a benchmark ran on: CPU, flags and torch ISA, bf16 native or
+    not, and the fp32 / bf16 matmul rates measured now (printed next to every ratio)."""
+    info = cpu_info()
+    native, why = bf16_support(torch.device(device_type))
+    rates = matmul_rates(device_type=device_type)
+    flags = " ".join(f.upper().replace("_", "-") for f in info.flags) or "none of " + "/".join(FLAGS)
+    return (f"machine: {info.model}, {info.cores} usable cores, {torch.get_num_threads()} torch threads; flags "
+            f"{flags}; torch ISA {info.torch_isa}; oneDNN limit {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}\n"
+            f"bf16 {'native' if native else 'emulated'} ({why}); matmul 512x512 now: fp32 "
+            f"{rates['fp32_gflops']:.0f} GFLOP/s, bf16 {rates['bf16_gflops']:.0f} GFLOP/s "
+            f"({rates['bf16_gflops'] / rates['fp32_gflops']:.2f}x)")
 
 
 # -- blip-rl info --------------------------------------------------------------------------------

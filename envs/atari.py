@@ -524,21 +524,11 @@ def evaluate_episodes(
     return out
 
 
-def evaluate_policy(
-    act_fn: Callable[[np.ndarray], Any],
-    game: Game | str,
-    *,
-    episodes: int,
-    seed: int,
-    n_envs: int | None = None,
-    max_episode_steps: int = 27000,
-    backend: str = "ale",
-    **env_kwargs: Any,
-) -> list[float]:
+def evaluate_policy(act_fn: Callable[[np.ndarray], Any], game: Game | str, *, episodes: int,
+                    n_envs: int | None = None, **kwargs: Any) -> list[float]:
     """Raw scores of :func:`evaluate_episodes` (same arguments), in the order the games finished.
 
     ``n_envs`` defaults to ``min(episodes, 8)`` here, as before :func:`evaluate_episodes`.
     """
-    return evaluate_episodes(act_fn, game, episodes=episodes, seed=seed,
-                             n_envs=min(episodes, 8) if n_envs is None else n_envs,
-                             max_episode_steps=max_episode_steps, backend=backend, **env_kwargs).scores
+    n_envs = min(episodes, 8) if n_envs is None else n_envs
+    return evaluate_episodes(act_fn, game, episodes=episodes, n_envs=n_envs, **kwargs).scores

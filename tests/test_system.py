@@ -126,3 +126,15 @@ def test_bad_runtime_flags_give_one_line_exit_2_and_write_nothing(tmp_path, flag
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr
     assert not run_dir.exists()
+
+
+def test_a_minibatch_count_that_does_not_divide_the_rollout_is_fitted_with_a_note(tmp_path):
+    # TINY: 2 envs x 64 steps = 128; 3 minibatches do not divide it, 2 (the nearest divisor) do.
+    from tests._cli import TINY
+
+    out = blip_rl("train", "--games", "boxing", "--run-dir", tmp_path / "run", *TINY, "--set", "ppo.n_minibatches=3")
+    assert "ppo.n_minibatches 3 does not divide the rollout of 128" in out.stdout
+    assert "using 2 minibatches of 64" in out.stdout
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["ppo"]["n_minibatches"] == 2
