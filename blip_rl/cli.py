@@ -303,7 +303,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
 
     game = get_game(args.game)
     runtime = resolve_runtime_or_exit(device=args.device, precision=_precision_flag(args) or "auto",
-                                      threads=_threads_flag(args), n_envs=args.episodes or 1)
+                                      threads=_threads_flag(args), n_envs=args.episodes or 64)
     runtime.apply()
     policy, meta = load_checkpoint(args.checkpoint, device=runtime.device)
     policy.autocast_dtype = runtime.dtype

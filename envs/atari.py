@@ -492,7 +492,7 @@ def evaluate_episodes(
         n_envs = min(episodes, 64)
     n_envs = min(_check_int("n_envs", n_envs, 1), episodes)
     quotas = [(episodes + i) // n_envs for i in range(n_envs)]
-    extra = {"num_threads": num_threads} if backend == "ale" else {}
+    extra = {"num_threads": min(num_threads, n_envs)} if backend == "ale" else {}
     env = make_vec_env(game, n_envs=n_envs, seed=seed, training=False, backend=backend,
                        max_episode_steps=max_episode_steps, **extra, **env_kwargs)
     out = Episodes()
