@@ -18,7 +18,7 @@ from stable_baselines3.common.logger import configure
 
 import blip_rl
 from blip_rl.config import TrainConfig, to_dict
-from blip_rl.core import ContinualMethod, FisherData
+from blip_rl.core import ContinualMethod, FisherData, MethodError, make_method, method_spec
 from blip_rl.continual import Evaluation
 from blip_rl.envs import Episodes, evaluate_episodes, make_vec_env, normalize_score, parse_games
 from blip_rl.system import Runtime, resolve_runtime
@@ -27,7 +27,8 @@ from blip_rl.io import atomic_torch_save
 from .policies import MultiHeadPolicy
 from .ppo import ContinualPPO
 
-__all__ = ["AtariLearner", "CHECKPOINT_FORMAT", "load_checkpoint", "read_checkpoint", "CheckpointError", "evaluate_game"]
+__all__ = ["AtariLearner", "CHECKPOINT_FORMAT", "load_checkpoint", "load_method", "read_checkpoint", "CheckpointError",
+           "evaluate_game"]
 
 CHECKPOINT_FORMAT = "blip-rl/atari-ppo"
 CHECKPOINT_VERSION = 1
@@ -195,8 +196,8 @@ class AtariLearner:
                  on_step: Callable[[int], None] | None = None) -> Evaluation:
         """Play ``cfg.eval.episodes`` games of game k at once, with head k."""
         self.policy.set_training_mode(False)
-        played = evaluate_game(self.policy, k, self.games[k], self.cfg, seed=self.cfg.seed, on_episode=on_episode,
-                               on_step=on_step, num_threads=self.runtime.env_threads)
+        played = evaluate_game(self.policy, k, self.games[k], self.cfg, seed=self.cfg.seed, method=self.model.method,
+                               on_episode=on_episode, on_step=on_step, num_threads=self.runtime.env_threads)
         return Evaluation(score=float(np.mean(played.scores)), episodes=len(played.scores), cut=played.n_cut,
                           mean_steps=float(np.mean(played.lengths)), env_steps=played.env_steps,
                           seconds=played.seconds)
@@ -217,6 +218,8 @@ class AtariLearner:
             "frame_stack": self.cfg.env.frame_stack,
             "policy": self.policy.state_dict(),
             "method": method.state_dict(),
+            # spec and options, so that eval and record rebuild the method as it was trained
+            "method_spec": {k: v for k, v in method_spec(method).items() if k != "state"},
             "config": to_dict(self.cfg),
             "saved_at": time.time(),
         }
@@ -271,7 +274,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *, seed: int,
-                  episodes: int | None = None, on_episode: Callable[[int, int], None] | None = None,
+                  episodes: int | None = None, method: ContinualMethod | None = None,
+                  on_episode: Callable[[int, int], None] | None = None,
                   on_step: Callable[[int], None] | None = None, num_threads: int = 0) -> Episodes:
     """Play ``episodes`` (default ``cfg.eval.episodes``) full games of ``game`` with head ``head``.
 
@@ -279,17 +283,24 @@ def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *,
     batched forward per step. Actions are greedy when ``cfg.eval.deterministic`` (the paper),
     else sampled from the policy with a generator seeded from ``seed`` so that evaluations are
     reproducible. ``on_episode(done, total)`` is called as games end, ``on_step(steps)``
-    every 100 steps.
+    every 100 steps. The games are played between ``method.before_eval(head + 1)`` and
+    ``method.after_eval(head + 1)`` (e.g. a method's mask for that task).
     """
     ev = cfg.eval
     gen = torch.Generator(device=policy.device).manual_seed(seed)
-    with policy.weight_cast_cache():
-        return evaluate_episodes(
+    if method is not None:
+        method.before_eval(head + 1)
+    try:
+        with policy.weight_cast_cache():
+            return evaluate_episodes(
             lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game,
             episodes=episodes or ev.episodes, seed=seed + ev.seed_offset, n_envs=ev.n_envs,
             max_episode_steps=ev.max_episode_steps, backend=cfg.env.backend, num_threads=num_threads,
             on_episode=on_episode, on_step=on_step, frame_stack=cfg.env.frame_stack, frameskip=cfg.env.frameskip,
             noop_max=cfg.env.noop_max, repeat_action_probability=cfg.env.repeat_action_probability)
+    finally:
+        if method is not None:
+            method.after_eval(head + 1)
 
 
 def read_checkpoint(path: str | Path, *, device: str = "cpu") -> dict[str, Any]:
@@ -311,6 +322,29 @@ def read_checkpoint(path: str | Path, *, device: str = "cpu") -> dict[str, Any]:
         raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}; this blip-rl "
                               f"({blip_rl.__version__}) reads version {CHECKPOINT_VERSION}")
     return payload
+
+
+def load_method(payload: dict[str, Any], policy: MultiHeadPolicy) -> ContinualMethod:
+    """Rebuild a checkpoint's continual method on ``policy``'s trunk, with its options and state.
+
+    Checkpoints written before the method registry have no ``method_spec``: the method and its
+    options come from the run's config, which they hold.
+
+    :raises CheckpointError: the method cannot be imported or rebuilt here.
+    """
+    spec = payload.get("method_spec")
+    if spec is None:
+        from blip_rl.config import TrainConfig, merge
+
+        cfg = merge(TrainConfig(), {k: v for k, v in payload["config"].items()
+                                    if k in ("method", "blip", "ewc", "method_options")})
+        spec = {"spec": cfg.method, "options": cfg.method_kwargs()}
+    try:
+        method = make_method(spec["spec"], policy.trunk, **spec["options"])
+        method.load_state_dict(payload["method"])
+    except MethodError as exc:
+        raise CheckpointError(f"cannot rebuild the method of this checkpoint: {exc}") from None
+    return method
 
 
 def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHeadPolicy, dict[str, Any]]:

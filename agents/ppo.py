@@ -1,8 +1,9 @@
 """ContinualPPO: stable-baselines3's PPO with a continual method's hooks in its update.
 
 The one override of SB3 in this project. ``train`` mirrors ``stable_baselines3.ppo.PPO.train``
-of SB3 2.9.2 line for line, with three additions: the method's ``penalty()`` is added to the
-loss before ``backward()``, a non-finite loss stops training with a clear error, and
+of SB3 2.9.2 line for line, with four additions: the method's ``penalty()`` is added to the
+loss before ``backward()``, its ``before_step()`` runs between ``backward()`` and the gradient
+clipping, a non-finite loss stops training with a clear error, and
 ``after_update()`` (if set) is called at the end, with the updated parameters. Statistics stay
 tensors until the end of the update (no device sync per minibatch). The "fast" mode runs the
 trunk under bf16 autocast in rollouts and updates (:class:`MultiHeadPolicy.extract_features`),
@@ -160,6 +161,8 @@ class ContinualPPO(PPO):
 
                 self.policy.optimizer.zero_grad()
                 loss.backward()
+                if self.method is not None:
+                    self.method.before_step()  # gradient transforms, on the raw gradients
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
 

@@ -105,14 +105,6 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _method_kwargs(cfg) -> dict[str, Any]:
-    if cfg.method == "blip":
-        return {"f_prior": cfg.blip.f_prior, "ig_rule": cfg.blip.ig_rule, "strict_radius": cfg.blip.strict_radius}
-    if cfg.method == "ewc":
-        return {"ewc_lambda": cfg.ewc.ewc_lambda, "gamma": cfg.ewc.gamma}
-    return {}
-
-
 class _StopOnSignal:
     """SIGINT/SIGTERM ask the run to stop after the current update (a second one kills)."""
 
@@ -219,7 +211,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     learner = AtariLearner(cfg, runtime=runtime, tb_dir=run_dir / "tb",
                            purge_step=int(payload["global_step"]) if payload is not None else None)
-    method = make_method(cfg.method, learner.trunk, **_method_kwargs(cfg))
+    method = make_method(cfg.method, learner.trunk, **cfg.method_kwargs())
     if payload is not None:
         learner.restore(payload, method)
     logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None)
@@ -297,7 +289,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     from tqdm import tqdm
 
-    from .agents.learner import evaluate_game, load_checkpoint
+    from .agents.learner import evaluate_game, load_checkpoint, load_method
     from .config import merge, TrainConfig
     from .envs import get_game, normalize_score
 
@@ -311,6 +303,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     if game.name not in learned:
         raise UserError(f"game {game.name!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
     head = learned.index(game.name)
+    method = load_method(meta, policy)  # a method that acts at evaluation time acts here too
     overrides = {k: v for k, v in meta["config"].items() if k in ("env", "eval", "seed")}
     if args.seed is not None:
         overrides["seed"] = args.seed
@@ -332,7 +325,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     # The same evaluation as during training (same seeds): with the run's settings and the same
     # number of episodes, this reproduces the row of results.json for that checkpoint.
     try:
-        played = evaluate_game(policy, head, game, cfg, seed=seed, episodes=episodes,
+        played = evaluate_game(policy, head, game, cfg, seed=seed, episodes=episodes, method=method,
                                on_episode=lambda done, total: bar.update(done - bar.n), on_step=on_step,
                                num_threads=runtime.env_threads)
     finally:
@@ -413,7 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="learn games one after another with a continual method")
     t.add_argument("--config", help="YAML config (e.g. configs/atari6.yaml, configs/quick.yaml)")
     t.add_argument("--games", help="comma-separated games, e.g. kungfu,boxing (see `blip-rl games`)")
-    t.add_argument("--method", help="blip | ewc | ft | ft-fix")
+    from .core import METHODS
+
+    t.add_argument("--method", help=f"a registered method ({', '.join(sorted(METHODS))}) or package.module:Class "
+                                    "(options: --set method_options.KEY=VALUE)")
     t.add_argument("--steps-per-game", type=int, help="env steps per game")
     t.add_argument("--n-envs", type=int, help="parallel environments")
     t.add_argument("--seed", type=int)

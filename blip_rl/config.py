@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .core.bits import check_max_bits
+from .core.methods import MethodError, check_options, resolve_method
 from .core.quant import DEFAULT_F_PRIOR
 from .system import PRECISIONS
 
@@ -93,7 +94,11 @@ class EvalConfig:
 class TrainConfig:
     games: list[str] = field(default_factory=lambda: ["kungfu", "boxing", "jamesbond", "krull", "riverraid",
                                                       "spaceinvaders"])
-    method: str = "blip"  #: blip | ewc | ft | ft-fix
+    #: a registered method (blip | ewc | ft | ft-fix, see `blip-rl train --help`) or package.module:Class
+    method: str = "blip"
+    #: options of the method (its Options dataclass); for blip and ewc they override the
+    #: fields of the `blip:` / `ewc:` sections below
+    method_options: dict[str, Any] = field(default_factory=dict)
     steps_per_game: int = 10_000_000  #: env steps per game (all envs together)
     seed: int = 1
     device: str = "auto"  #: auto | cpu | cuda
@@ -111,6 +116,12 @@ class TrainConfig:
     ewc: EWCConfig = field(default_factory=EWCConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def method_kwargs(self) -> dict[str, Any]:
+        """The options :func:`blip_rl.core.make_method` gets for ``method``, checked against the
+        method's ``Options`` (raises :class:`blip_rl.core.MethodError`)."""
+        cls = resolve_method(self.method)
+        return check_options(cls, section_options(self, self.method, cls, self.method_options))
+
     def validate(self, notes: list[str] | None = None) -> "TrainConfig":
         """Check values that types alone cannot; returns self.
 
@@ -118,10 +129,10 @@ class TrainConfig:
         ``ppo.n_minibatches`` that does not divide the rollout becomes the nearest count that
         does (as SB3 lets a batch size that does not divide the buffer run).
         """
-        from .core import METHODS
-
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        try:
+            self.method_kwargs()
+        except MethodError as exc:
+            raise ConfigError(str(exc)) from None
         if not self.games:
             raise ConfigError("give at least one game, e.g. --games kungfu,boxing")
         positive = {"steps_per_game": self.steps_per_game, "env.n_envs": self.env.n_envs,
@@ -204,6 +215,17 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def section_options(cfg: Any, method: str, cls: type, explicit: dict[str, Any]) -> dict[str, Any]:
+    """A method's options: the fields of its ``Options`` found in the config section named like
+    the method (``blip:``, ``ewc:``), overridden by ``explicit`` (``method_options:``)."""
+    options: dict[str, Any] = {}
+    section = getattr(cfg, method, None) if ":" not in method else None
+    if cls.Options is not None and dataclasses.is_dataclass(section):
+        wanted = {f.name for f in dataclasses.fields(cls.Options)}
+        options = {f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name in wanted}
+    return {**options, **explicit}
+
+
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -214,6 +236,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}")
         return merge(hint(), value, prefix=f"{key}.")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping (e.g. {{strength: 1.0}}), got {value!r}")
+        return {str(k): v for k, v in value.items()}
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -267,7 +293,9 @@ def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
             near = difflib.get_close_matches(head, list(hints), n=1)
             hint = f"; did you mean {prefix}{near[0]!s}?" if near else f"; valid keys: {sorted(hints)}"
             raise ConfigError(f"unknown config key '{prefix}{raw_key}'{hint}")
-        if rest:
+        if rest and typing.get_origin(hints[head]) is dict:  # --set method_options.strength=2
+            values[head] = {**values[head], rest: value}
+        elif rest:
             if not dataclasses.is_dataclass(hints[head]):
                 raise ConfigError(f"{prefix}{head} has no sub-keys (got {prefix}{raw_key})")
             nested.setdefault(head, {})[rest] = value

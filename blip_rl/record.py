@@ -315,7 +315,7 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     """
     import torch
 
-    from .agents.learner import load_checkpoint
+    from .agents.learner import load_checkpoint, load_method
     from .config import TrainConfig, merge
     from .envs import get_game
 
@@ -330,6 +330,8 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     if the_game.name not in learned:
         raise ValueError(f"game {the_game.name!r} was not learned by {checkpoint}; it knows: {', '.join(learned)}")
     head = learned.index(the_game.name)
+    method = load_method(meta, policy)
+    method.before_eval(head + 1)  # the network as the method evaluates this game (e.g. its mask)
     cfg = merge(TrainConfig(), {k: v for k, v in meta["config"].items() if k in ("env", "eval", "seed")})
     seed = cfg.seed if seed is None else int(seed)
     deterministic = cfg.eval.deterministic and not sample  # the run's evaluation setting by default

@@ -89,11 +89,14 @@ def load_run(path: str | Path) -> RunData:
         raise ValueError(f"{path} is not a blip-rl run dir (no config.yaml){hint}")
     try:
         config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-        method, seed, games = str(config["method"]), int(config["seed"]), [str(g) for g in config["games"]]
+        # Atari runs name their games, classification runs their tasks.
+        tasks = config["games"] if "games" in config else config["tasks"]
+        method, seed, games = str(config["method"]), int(config["seed"]), [str(g) for g in tasks]
     except (yaml.YAMLError, TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{path / 'config.yaml'} is unreadable or lacks method/seed/games ({exc}); "
-                         "it was written by blip-rl train, so it was changed by hand: restore it") from None
-    resume = f"resume it with `blip-rl train --resume {shlex.quote(str(path))}`, or leave it out of the report"
+                         "it was written by blip-rl, so it was changed by hand: restore it") from None
+    command = "train" if "games" in config else "classify"
+    resume = f"resume it with `blip-rl {command} --resume {shlex.quote(str(path))}`, or leave it out of the report"
     if not (path / "results.json").is_file():
         raise ValueError(f"{path} is an unfinished run (no results.json: no game finished yet); {resume}")
     try:
@@ -325,10 +328,28 @@ def _figure_per_game(Figure, bands: dict[str, dict[str, dict]], colors, groups, 
     return fig
 
 
+def _trunk(path: Path) -> Any:
+    """The trunk (with its BLIP state) of an Atari or a classification checkpoint."""
+    import torch
+
+    from .classification.learner import CHECKPOINT_FORMAT as CLASSIFY_FORMAT
+
+    try:
+        kind = torch.load(path, map_location="cpu", weights_only=True).get("format")
+    except Exception as exc:  # torch raises many types for truncated/corrupt files
+        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); restore it") from None
+    if kind == CLASSIFY_FORMAT:
+        from .classification.learner import load_checkpoint as load_classify
+
+        return load_classify(path).model.trunk
+    from .agents.learner import load_checkpoint
+
+    return load_checkpoint(path)[0].trunk
+
+
 def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int]:
     """Row labels (layer name and weight-map shape), heatmap images ``[layer][game]`` of the
     weights' frozen bits after each game, and N."""
-    from .agents.learner import load_checkpoint
     from .core import bit_map, blip_layers
     from .logging import heatmap_image
 
@@ -339,9 +360,8 @@ def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int]:
         path = run.path / "checkpoints" / checkpoint_name(k, game)
         if not path.is_file():
             raise ValueError(f"{path} is missing: the bit heatmaps need the checkpoint of every game of the run")
-        policy, _ = load_checkpoint(path)
         found = [(f"{name or 'layer'}\n{tuple(bit_map(layer.frozen_bits('weight')).shape)}", layer)
-                 for name, layer in blip_layers(policy.trunk)]
+                 for name, layer in blip_layers(_trunk(path))]
         if k == 0:
             layers = [name for name, _ in found]
             images = [[] for _ in found]

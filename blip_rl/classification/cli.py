@@ -14,7 +14,6 @@ non-empty run directory is refused.
 from __future__ import annotations
 
 import argparse
-import inspect
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +24,6 @@ import yaml
 
 __all__ = ["ClassifyConfig", "register", "run_classify", "default_config_path", "load_config"]
 
-METHOD_NAMES = ("blip", "ewc", "ft", "ft-fix")
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -34,7 +32,8 @@ class ClassifyConfig:
     """One classification run, as read from YAML (every key documented in the config files).
 
     :param benchmark: name in :data:`blip_rl.classification.datasets.BENCHMARKS`.
-    :param method: ``blip``, ``ewc``, ``ft`` or ``ft-fix``.
+    :param method: a registered method (``blip``, ``ewc``, ``ft``, ``ft-fix``, ...) or
+        ``package.module:Class``.
     :param epochs: most epochs per task (the lr schedule usually stops earlier; paper: 200).
     :param seed: seeds the data split/order, the init, minibatches and Fisher sampling.
     :param device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).
@@ -169,13 +168,11 @@ def build_config(args: argparse.Namespace) -> ClassifyConfig:
 
 
 def _validate(cfg: ClassifyConfig) -> None:
-    from ..core import METHODS
+    from ..core import check_options, resolve_method
     from .datasets import BENCHMARKS
 
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {cfg.benchmark!r}; choose one of {sorted(BENCHMARKS)}")
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
     if isinstance(cfg.epochs, bool) or not isinstance(cfg.epochs, (int, float)) or int(cfg.epochs) != cfg.epochs \
             or cfg.epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {cfg.epochs!r}")
@@ -189,11 +186,8 @@ def _validate(cfg: ClassifyConfig) -> None:
         raise ValueError(f"device must be one of {DEVICES}, got {cfg.device!r}")
     if "arch" not in cfg.model:
         raise ValueError("model.arch is missing (mlp or alexnet)")
-    sig = inspect.signature(METHODS[cfg.method])
-    allowed = [p for p in sig.parameters if p != "trunk"]
-    unknown = sorted(set(cfg.method_options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for method {cfg.method!r}; it takes {allowed}")
+    # The registry (or the plugin's own class) says which options the method takes.
+    check_options(resolve_method(cfg.method), _numbers(cfg.method_options))
 
 
 def _resolve_device(name: str) -> str:
@@ -233,7 +227,18 @@ def run_classify(args: argparse.Namespace, argv: list[str] | None = None) -> int
     """
     import torch
 
-    cfg = build_config(args)
+    if args.resume:
+        given = [flag for flag, value in (("--benchmark", args.benchmark), ("--method", args.method),
+                                          ("--run-dir", args.run_dir), ("--config", args.config),
+                                          ("--epochs", args.epochs), ("--seed", args.seed), ("--set", args.set))
+                 if value]
+        if given:
+            raise ValueError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
+        cfg = config_of_run(Path(args.resume))
+    else:
+        if not (args.benchmark and args.method and args.run_dir):
+            raise ValueError("give --benchmark, --method and --run-dir for a new run (or --resume RUN_DIR)")
+        cfg = build_config(args)
     threads = torch.get_num_threads()
     try:
         return _run(cfg, args, argv)
@@ -241,10 +246,42 @@ def run_classify(args: argparse.Namespace, argv: list[str] | None = None) -> int
         torch.set_num_threads(threads)  # leave the caller's setting as it was
 
 
+def config_of_run(run_dir: Path) -> ClassifyConfig:
+    """The :class:`ClassifyConfig` of an existing run, from its ``config.yaml``."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ValueError(f"cannot resume: {run_dir} is not a blip-rl classify run dir (no config.yaml)")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or "benchmark" not in raw or "tasks" not in raw:
+        raise ValueError(f"cannot resume: {path} is not a classify run's config (made by `blip-rl train`?); "
+                         "resume Atari runs with `blip-rl train --resume`")
+    known = set(ClassifyConfig.__dataclass_fields__)
+    cfg = ClassifyConfig(**{k: v for k, v in raw.items() if k in known})
+    cfg.methods = {cfg.method: dict(raw.get("method_options") or {})}
+    # The written model entry is the built model's constructor_kwargs: shapes come from the data.
+    cfg.model = {k: v for k, v in cfg.model.items() if k not in ("input_shape", "head_sizes")}
+    _validate(cfg)
+    return cfg
+
+
+def _newest_checkpoint(run_dir: Path) -> Path | None:
+    import torch
+
+    from ..continual import LATEST, PROGRESS
+
+    found = [run_dir / "checkpoints" / n for n in (LATEST, PROGRESS) if (run_dir / "checkpoints" / n).is_file()]
+    if not found:
+        return None
+    steps = {p: int(torch.load(p, map_location="cpu", weights_only=True)["global_step"]) for p in found}
+    return max(found, key=lambda p: (steps[p], p.name == LATEST))
+
+
 def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) -> int:
     import torch
 
-    from ..continual import run_sequence
+    import json
+
+    from ..continual import Results, run_sequence
     from ..core import make_method
     from ..io import atomic_write_text
     from ..logging import RunLogger
@@ -252,8 +289,10 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     from .learner import ClassificationLearner, TrainConfig
     from .models import build_model
 
-    run_dir = Path(args.run_dir)
-    _check_run_dir(run_dir)
+    resuming = bool(args.resume)
+    run_dir = Path(args.resume or args.run_dir)
+    if not resuming:
+        _check_run_dir(run_dir)
     device = _resolve_device(cfg.device)
     from ..system import resolve_runtime, system_info
 
@@ -285,23 +324,52 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     resolved = cfg.resolved()
     resolved.update(device=device, method_options=method_options, train=asdict(train),
                     model=dict(model.constructor_kwargs), tasks=[t.name for t in tasks])
-    run_dir.mkdir(parents=True, exist_ok=True)
     config_text = yaml.safe_dump(resolved, sort_keys=False)
-    atomic_write_text(run_dir / "config.yaml", config_text)
-    command = shlex.join(["blip-rl", *argv]) if argv is not None else _command_line(args)
-    atomic_write_text(run_dir / "command.txt", command + "\n")
-    atomic_write_text(run_dir / "system_info.txt", system_info(runtime))
+    results = checkpoint = None
+    if resuming:
+        checkpoint = _newest_checkpoint(run_dir)
+        if (run_dir / "results.json").is_file():
+            results = Results.from_dict(json.loads((run_dir / "results.json").read_text()))
+        if results is not None and results.method != method.name:
+            raise ValueError(f"{run_dir} is a run of method {results.method!r}, this config builds {method.name!r}")
+        info = system_info(runtime)
+        before = (run_dir / "system_info.txt").read_text() if (run_dir / "system_info.txt").is_file() else ""
+        atomic_write_text(run_dir / "system_info.txt", before + f"\n# resumed on {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                          + info)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config_text)
+        command = shlex.join(["blip-rl", *argv]) if argv is not None else _command_line(args)
+        atomic_write_text(run_dir / "command.txt", command + "\n")
+        atomic_write_text(run_dir / "system_info.txt", system_info(runtime))
 
-    logger = RunLogger(run_dir / "tb")
-    logger.text("config", "```\n" + config_text + "```")
-    learner = ClassificationLearner(tasks, model, train=train, device=device, seed=cfg.seed, logger=logger,
+    learner = ClassificationLearner(tasks, model, train=train, device=device, seed=cfg.seed, logger=None,
                                     extra={"config": resolved})
+    tasks_done = learner.restore(checkpoint, method) if checkpoint is not None else None
+    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if checkpoint is not None else None)
+    learner.logger = logger
+    if not resuming:
+        logger.text("config", "```\n" + config_text + "```")
     n_params = sum(p.numel() for p in model.trunk.parameters())
     print(f"{cfg.benchmark}: {len(tasks)} tasks ({', '.join(learner.task_names)}), method {cfg.method} "
           f"{method_options or ''}, {arch} trunk of {n_params:,} parameters, device {device}, "
           f"up to {cfg.epochs} epochs per task; run dir {run_dir}")
+    if resuming:
+        print(f"resuming {run_dir} at sample {learner.global_step} ({tasks_done or 0} of {len(tasks)} tasks done)")
+    from ..cli import _StopOnSignal
+    from ..continual import Interrupted
+
     try:
-        results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger, on_message=print)
+        with _StopOnSignal() as stop:
+            results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger,
+                                   on_message=print, results=results, tasks_done=tasks_done,
+                                   should_stop=stop.requested)
+    except Interrupted as exc:
+        import sys
+
+        print(f"\nblip-rl: stopped at sample {exc.step}; checkpoint {exc.checkpoint}.\n"
+              f"Resume with: blip-rl classify --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+        return 128 + (stop.signum or 2)
     finally:
         logger.close()
     print()
@@ -323,13 +391,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS), help="task sequence")
-    p.add_argument("--method", required=True, choices=METHOD_NAMES, help="continual-learning method")
+    from ..core import METHODS
+
+    p.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="task sequence (a new run)")
+    p.add_argument("--method", help=f"a registered method ({', '.join(sorted(METHODS))}) or package.module:Class "
+                                    "(options: --set methods.NAME.KEY=VALUE)")
     p.add_argument("--data-dir", default=None,
                    help="folder of the dataset files (see blip_rl/classification/datasets.py; not for digits)")
     p.add_argument("--config", default=None,
                    help="YAML config (default: configs/classification/<benchmark>.yaml)")
-    p.add_argument("--run-dir", required=True, help="new (or empty) folder for results, checkpoints, logs")
+    p.add_argument("--run-dir", help="new (or empty) folder for results, checkpoints, logs")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped classify run from its last checkpoint")
     p.add_argument("--epochs", type=int, default=None, help="most epochs per task (config: epochs)")
     p.add_argument("--seed", type=int, default=None, help="seed (config: seed)")
     p.add_argument("--f-prior", type=float, default=None,

@@ -252,9 +252,16 @@ class ClassificationLearner:
 
     def evaluate(self, k: int, *, on_episode: Callable[[int, int], None] | None = None,
                  on_step: Callable[[int], None] | None = None) -> float:
-        """Test accuracy in [0, 1] of head k on task k (no games: the callbacks are not called)."""
+        """Test accuracy in [0, 1] of head k on task k (no games: the callbacks are not called),
+        between the method's ``before_eval`` and ``after_eval``."""
         task = self.tasks[k]
-        return self._loss_acc(k, task.x_test, task.y_test)[1]
+        if self._method is not None:
+            self._method.before_eval(k + 1)
+        try:
+            return self._loss_acc(k, task.x_test, task.y_test)[1]
+        finally:
+            if self._method is not None:
+                self._method.after_eval(k + 1)
 
     def normalize(self, k: int, score: float) -> float | None:
         """Accuracy is already in [0, 1]."""
@@ -267,7 +274,9 @@ class ClassificationLearner:
             "format": CHECKPOINT_FORMAT,
             "model_kwargs": copy.deepcopy(self.model.constructor_kwargs),
             "model_state": _to_cpu(self.model.state_dict()),
-            "method": {"name": method.name, "kwargs": method_kwargs(method), "state": _to_cpu(method.state_dict())},
+            "method": {"name": method.name, "spec": method.spec or method.name,
+                       "options": dict(method.options) if method.spec else method_kwargs(method),
+                       "state": _to_cpu(method.state_dict())},
             "tasks": [{"name": t.name, "n_classes": t.n_classes} for t in self.tasks],
             "tasks_done": int(tasks_done),
             "global_step": int(self.global_step),
@@ -301,6 +310,7 @@ class ClassificationLearner:
                              f"not this run's {self.task_names}")
         self.model.load_state_dict(state["model_state"])
         method.load_state_dict(state["method"]["state"])
+        self._method = method
         self.global_step = int(state["global_step"])
         self.epochs_run = {i: int(e) for i, e in enumerate(state["epochs_run"]) if e}
         progress = state.get("progress")
@@ -334,6 +344,7 @@ class ClassificationLearner:
                 loss = loss + penalty
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            method.before_step()
             opt.step()  # the method's after_step (BLIP: clip into the frozen interval) runs here
             total += float(loss.detach()) * len(idx)
             count += len(idx)
@@ -362,7 +373,8 @@ class ClassificationLearner:
 
 
 def method_kwargs(method: ContinualMethod) -> dict[str, Any]:
-    """Constructor options of ``method`` that its ``state_dict`` does not hold (for rebuilding).
+    """Constructor options of a built-in ``method`` made without :func:`make_method` (which
+    records them as ``method.options``), for rebuilding it.
 
     BLIP's F_prior lives in the layers' buffers (``fisher_prior``), so it is not needed here.
     """
@@ -429,7 +441,8 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     model.load_state_dict(state["model_state"])
     model.to(device)
     m = state["method"]
-    method = make_method(m["name"], model.trunk, **m["kwargs"])
+    # Checkpoints before the method registry kept "kwargs" of a built-in method by name.
+    method = make_method(m.get("spec", m["name"]), model.trunk, **m.get("options", m.get("kwargs", {})))
     method.load_state_dict(m["state"])
     return LoadedCheckpoint(
         model=model,

@@ -6,7 +6,8 @@ Quantized layers (:mod:`.quant`), bit arithmetic (:mod:`.bits`), information gai
 from .bits import bit_map, bit_statistics, frozen_interval, quantize
 from .fisher import FisherData, fisher_diagonal, supported_layers
 from .info_gain import IG_RULES, bit_growth, information_gain, updated_fisher
-from .methods import METHODS, Blip, ContinualMethod, FineTune, FineTuneFixed, OnlineEWC, make_method
+from .methods import (METHODS, Blip, ContinualMethod, FineTune, FineTuneFixed, MethodError, OnlineEWC, check_options,
+                      make_method, method_spec, register, resolve_method)
 from .quant import (DEFAULT_F_PRIOR, DEFAULT_MAX_BITS, BlipConv2d, BlipLayer, BlipLinear, blip_layers,
                     state_bytes, to_blip)
 
@@ -17,4 +18,5 @@ __all__ = [
     "IG_RULES", "information_gain", "bit_growth", "updated_fisher",
     "FisherData", "fisher_diagonal", "supported_layers",
     "ContinualMethod", "Blip", "OnlineEWC", "FineTune", "FineTuneFixed", "METHODS", "make_method",
+    "MethodError", "register", "resolve_method", "check_options", "method_spec",
 ]

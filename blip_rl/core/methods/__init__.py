@@ -1,0 +1,13 @@
+"""Continual methods, one module each; importing this package registers the built-in ones.
+
+:mod:`.base` holds the interface (:class:`ContinualMethod` and its hooks), the registry and
+:func:`make_method`. A new method is one more module here (or anywhere importable, given as
+``--method package.module:Class``): the class, its ``Options`` dataclass and ``@register``.
+"""
+from .base import METHODS, ContinualMethod, MethodError, check_options, make_method, method_spec, register, resolve_method
+from .blip import Blip, BlipOptions
+from .ewc import EWCOptions, OnlineEWC
+from .finetune import FineTune, FineTuneFixed
+
+__all__ = ["ContinualMethod", "MethodError", "METHODS", "register", "resolve_method", "check_options", "make_method",
+           "method_spec", "Blip", "BlipOptions", "OnlineEWC", "EWCOptions", "FineTune", "FineTuneFixed"]

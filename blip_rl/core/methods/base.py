@@ -1,0 +1,217 @@
+"""The interface every continual method implements, and the registry that finds methods by name.
+
+A method protects the parameters of a shared ``trunk`` (the network every task uses; task heads
+are the learner's business). Its hooks are named by their place in the loop; the PPO agent and
+the classification trainer call the same ones:
+
+``start_task(task)``      before the first update of task ``task`` (1-based)
+``penalty()``             a loss term added before ``backward()`` (or ``None``)
+``before_step()``         between ``backward()`` and the optimizer step: gradient transforms
+``after_step()``          after EVERY optimizer step (attached once with :meth:`attach_optimizer`)
+``end_task(task, data)``  after the task, with inputs for the Fisher; returns scalar statistics
+``before_eval(task)``     before task ``task`` is evaluated (e.g. apply its mask) ...
+``after_eval(task)``      ... and after (undo it)
+``state_dict()``          everything that must survive a checkpoint
+
+A method is one module: the class, its options as a dataclass (``Options``), and
+``@register`` on the class. ``--method NAME`` finds it in :data:`METHODS`;
+``--method package.module:Class`` imports a method from outside this project
+(:func:`resolve_method`). Checkpoints keep the method's spec and options, so ``eval`` and
+``record`` rebuild it as it was trained (:func:`make_method`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..fisher import FisherData
+
+__all__ = ["ContinualMethod", "MethodError", "METHODS", "register", "resolve_method", "check_options",
+           "make_method", "method_spec"]
+
+
+class MethodError(ValueError):
+    """A method cannot be found, built or given these options; the message says what to do."""
+
+
+class ContinualMethod:
+    """Base class: a no-op method (plain fine-tuning). Override the hooks you need.
+
+    Subclasses set ``name`` (used in results, checkpoints and TensorBoard), ``needs_fisher``
+    (whether :meth:`end_task` wants a :class:`FisherData`) and ``Options``, a dataclass whose
+    fields are the keyword arguments of ``__init__`` after ``trunk``.
+    """
+
+    name = "base"
+    #: Whether :meth:`end_task` needs a :class:`FisherData`.
+    needs_fisher = False
+    #: The method's options: a dataclass whose fields are ``__init__``'s keyword arguments.
+    Options: type | None = None
+    #: How the method was asked for (a registry name or ``module:Class``) and with which options;
+    #: set by :func:`make_method`, stored in checkpoints.
+    spec: str | None = None
+    options: dict[str, Any] = {}
+
+    def __init__(self, trunk: nn.Module) -> None:
+        self.trunk = trunk
+        self.tasks_done = 0
+
+    def start_task(self, task: int) -> None:
+        """Called before the first update of ``task`` (1-based)."""
+
+    def penalty(self) -> torch.Tensor | None:
+        """A regularization term to add to the loss, or ``None``."""
+        return None
+
+    def before_step(self) -> None:
+        """Called after ``backward()`` and before the optimizer step (gradients are final)."""
+
+    def after_step(self) -> None:
+        """Called after every optimizer step."""
+
+    def end_task(self, task: int, data: FisherData | None = None) -> dict[str, float]:
+        """Called once the task is learned; returns statistics to log."""
+        self.tasks_done = task
+        return {}
+
+    def before_eval(self, task: int) -> None:
+        """Called before task ``task`` (1-based) is evaluated."""
+
+    def after_eval(self, task: int) -> None:
+        """Called after task ``task`` was evaluated (undo what :meth:`before_eval` did)."""
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer):
+        """Run :meth:`after_step` after every ``optimizer.step()``; returns the hook handle."""
+        return optimizer.register_step_post_hook(lambda _opt, _args, _kwargs: self.after_step())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "tasks_done": self.tasks_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise MethodError(f"the state of method {state.get('name')!r} cannot be loaded into {self.name!r}; use a "
+                              f"checkpoint of a {self.name} run, or --method {state.get('name')}")
+        self.tasks_done = int(state["tasks_done"])
+
+    def _require(self, data: FisherData | None) -> FisherData:
+        if data is None:
+            raise ValueError(f"method {self.name!r} needs Fisher data at the end of a task "
+                             "(inputs of the task just learned and a logits function)")
+        return data
+
+
+#: Methods by name; filled by ``@register`` in each method's module.
+METHODS: dict[str, type[ContinualMethod]] = {}
+
+
+def register(cls: type[ContinualMethod]) -> type[ContinualMethod]:
+    """Class decorator: make ``cls`` available as ``--method cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, ContinualMethod)):
+        raise TypeError(f"@register takes a ContinualMethod subclass, got {cls!r}")
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise MethodError(f"a method named {cls.name!r} is registered already ({METHODS[cls.name].__module__})")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def resolve_method(spec: str) -> type[ContinualMethod]:
+    """The class of ``spec``: a registered name (``blip``) or ``package.module:Class``.
+
+    :raises MethodError: an unknown name, a module that cannot be imported, a missing class, or
+        a class that is not a :class:`ContinualMethod`.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise MethodError(f"a method is a name ({', '.join(sorted(METHODS))}) or package.module:Class, got {spec!r}")
+    if ":" not in spec:
+        if spec not in METHODS:
+            raise MethodError(f"unknown method {spec!r}; choose one of {', '.join(sorted(METHODS))}, or give "
+                              "package.module:Class for a method of your own")
+        return METHODS[spec]
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MethodError(f"cannot import {module_name!r} for --method {spec} ({exc}); put its folder on "
+                          "PYTHONPATH or pip install its package") from None
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise MethodError(f"module {module_name!r} has no {attr!r} (--method {spec})")
+    if not (isinstance(cls, type) and issubclass(cls, ContinualMethod)):
+        raise MethodError(f"{spec} is not a continual method: subclass blip_rl.core.ContinualMethod")
+    return cls
+
+
+def _fields(cls: type[ContinualMethod]) -> dict[str, Any] | None:
+    """Option name -> type hint, from ``cls.Options`` (None: no Options declared)."""
+    if cls.Options is None:
+        return None
+    hints = typing.get_type_hints(cls.Options)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls.Options)}
+
+
+def _coerce(cls_name: str, key: str, value: Any, hint: Any) -> Any:
+    # YAML reads 1e-10 (no dot) as a string, and --set gives strings: numbers become numbers.
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if bool in allowed:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    if float in allowed and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    if int in allowed and not isinstance(value, bool):
+        try:
+            if float(value).is_integer():
+                return int(float(value))
+        except (TypeError, ValueError):
+            pass
+    if str in allowed and isinstance(value, str):
+        return value
+    if hint is Any:
+        return value
+    raise MethodError(f"option {key} of method {cls_name} must be {hint}, got {value!r}")
+
+
+def check_options(cls: type[ContinualMethod], options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against ``cls.Options`` (types coerced, defaults filled in).
+
+    :raises MethodError: an option the method does not take, or a value of the wrong type.
+    """
+    fields = _fields(cls)
+    if fields is None:
+        if options:
+            raise MethodError(f"method {cls.name} takes no options (it declares no Options), got {sorted(options)}")
+        return {}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise MethodError(f"unknown option(s) {', '.join(unknown)} for method {cls.name}; it takes "
+                          f"{', '.join(sorted(fields)) or 'no options'}")
+    values = {k: _coerce(cls.name, k, v, fields[k]) for k, v in options.items()}
+    return dataclasses.asdict(cls.Options(**values))
+
+
+def make_method(spec: str, trunk: nn.Module, **options: Any) -> ContinualMethod:
+    """Build the method ``spec`` (a name or ``package.module:Class``) on ``trunk`` with ``options``.
+
+    :raises MethodError: see :func:`resolve_method` and :func:`check_options`.
+    """
+    cls = resolve_method(spec)
+    checked = check_options(cls, options)
+    method = cls(trunk, **checked)
+    method.spec, method.options = spec, checked
+    return method
+
+
+def method_spec(method: ContinualMethod) -> dict[str, Any]:
+    """What a checkpoint keeps to rebuild ``method``: its spec, options and state."""
+    return {"spec": method.spec or method.name, "options": dict(method.options), "state": method.state_dict()}
