@@ -33,14 +33,14 @@ setup(
         "gymnasium>=1.0,<2",
         "ale-py>=0.12,<0.13",  # the native vector env wrapper relies on 0.12 semantics
         "opencv-python-headless>=4.8,<5",  # SB3's Atari wrappers (the sb3 env backend)
-        "stable-baselines3>=2.3,<3",
+        "stable-baselines3>=2.9.2,<2.10",  # agents/ppo.py's train() mirrors 2.9.2 (SB3_RANGE there)
         "tensorboard>=2.12,<3",
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
         "pillow>=9",  # GIFs of `blip-rl record`
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "scikit-learn>=1.2", "ray>=2.10,<3", "matplotlib>=3.7,<4",
+        "test": ["pytest>=7", "hypothesis>=6.80", "packaging>=21", "scikit-learn>=1.2", "ray>=2.10,<3", "matplotlib>=3.7,<4",
                  "pillow>=9"],
         "classification": ["scikit-learn>=1.2", "scipy>=1.9"],
         "ray": ["ray>=2.10,<3"],

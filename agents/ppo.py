@@ -30,7 +30,13 @@ from torch.nn import functional as F
 
 from blip_rl.core import ContinualMethod
 
-__all__ = ["ContinualPPO", "NonFiniteLossError"]
+__all__ = ["ContinualPPO", "NonFiniteLossError", "SB3_RANGE"]
+
+#: The stable-baselines3 releases ``ContinualPPO.train`` was checked against, line for line (it
+#: mirrors 2.9.2). setup.py requires exactly this range; tests/agents/test_sb3_pin.py fails with
+#: a clear message where the installed SB3 is outside it. Widen it only after re-reading
+#: ``stable_baselines3/ppo/ppo.py``'s ``train()`` of the new release against the one below.
+SB3_RANGE = ">=2.9.2,<2.10"
 
 
 class NonFiniteLossError(FloatingPointError):

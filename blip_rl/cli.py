@@ -105,35 +105,6 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-class _StopOnSignal:
-    """SIGINT/SIGTERM ask the run to stop after the current update (a second one kills)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopOnSignal":
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def requested(self) -> bool:
-        return self.signum is not None
-
-
 _RUN_FLAGS = ("config", "games", "method", "steps_per_game", "n_envs", "seed", "device", "backend", "fast",
               "precision", "eval_every", "eval_episodes", "f_prior", "ig_rule", "set", "run_dir")
 
@@ -199,7 +170,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
     from .agents.learner import AtariLearner
     from .agents.ppo import NonFiniteLossError
-    from .continual import Interrupted, run_sequence
+    from .continual import Interrupted, StopOnSignal, run_sequence
     from .core import make_method
     from .logging import KEYS, RunLogger
 
@@ -255,7 +226,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
     resume_cmd = f"blip-rl train --resume {shlex.quote(str(run_dir))}"
     try:
-        with _StopOnSignal() as stop:
+        with StopOnSignal() as stop:
             results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
                                    eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
                                    results=results, tasks_done=tasks_done, on_progress=progress,

@@ -108,7 +108,9 @@ def load_run(path: str | Path) -> RunData:
         raise ValueError(f"{path}: results.json is for games {results.tasks} but config.yaml says {games}")
     if len(results.raw) < len(games):
         raise ValueError(f"{path} is an unfinished run ({len(results.raw)} of {len(games)} games learned); {resume}")
-    return RunData(path=path, method=method, seed=seed, games=games, results=results)
+    # Grouped by the method's own name (results.json), not how it was asked for: a plugin given
+    # as package.module:Class is "its name" in tables and file names.
+    return RunData(path=path, method=results.method or method, seed=seed, games=games, results=results)
 
 
 def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:

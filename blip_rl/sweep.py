@@ -48,11 +48,10 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise ValueError("give at least one method and one seed, e.g. --methods blip,ft --seeds 1,2")
     if len(set(methods)) != len(methods) or len(set(seeds)) != len(seeds):
         raise ValueError("--methods and --seeds must not repeat an entry")
-    from .core import METHODS
+    from .core import resolve_method
 
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    for m in methods:
+        resolve_method(m)  # a registered name or package.module:Class; the error says what to do
     common: list[str] = []
     if args.config:
         common += ["--config", str(Path(args.config).resolve())]
@@ -65,7 +64,10 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.cpus_per_run:
         common += ["--threads", str(args.cpus_per_run)]
     out = Path(args.out).resolve()
-    return [{"name": f"{m}-s{s}", "method": m, "seed": s, "run_dir": str(out / f"{m}-s{s}"),
+    def dirname(m: str) -> str:  # package.module:Class -> package.module.Class
+        return m.replace(":", ".")
+
+    return [{"name": f"{dirname(m)}-s{s}", "method": m, "seed": s, "run_dir": str(out / f"{dirname(m)}-s{s}"),
              "args": ["--method", m, "--seed", str(s), *common, "--no-progress"]}
             for m in methods for s in seeds]
 

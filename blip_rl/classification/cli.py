@@ -356,11 +356,10 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
           f"up to {cfg.epochs} epochs per task; run dir {run_dir}")
     if resuming:
         print(f"resuming {run_dir} at sample {learner.global_step} ({tasks_done or 0} of {len(tasks)} tasks done)")
-    from ..cli import _StopOnSignal
-    from ..continual import Interrupted
+    from ..continual import Interrupted, StopOnSignal
 
     try:
-        with _StopOnSignal() as stop:
+        with StopOnSignal() as stop:
             results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger,
                                    on_message=print, results=results, tasks_done=tasks_done,
                                    should_stop=stop.requested)

@@ -1,6 +1,7 @@
 """The task scheduler: for each task, start -> learn -> Fisher -> consolidate -> evaluate -> checkpoint."""
 from .results import TIME_PARTS, Evaluation, Results
 from .scheduler import LATEST, PROGRESS, EvalProgress, Interrupted, Learner, checkpoint_name, run_sequence
+from .signals import StopOnSignal
 
 __all__ = ["Learner", "Results", "Evaluation", "EvalProgress", "TIME_PARTS", "run_sequence", "checkpoint_name",
-           "Interrupted", "PROGRESS", "LATEST"]
+           "Interrupted", "StopOnSignal", "PROGRESS", "LATEST"]

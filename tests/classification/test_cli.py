@@ -150,3 +150,37 @@ def test_subprocess_error_exit_is_clean(tmp_path):
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["notes.txt"]
     # scikit-learn, scipy and Pillow are imported only by the loaders that need them
     assert "optional modules imported: []" in done.stderr
+
+
+def test_classify_resume_after_sigterm_gives_the_results_of_an_uninterrupted_run(tmp_path):
+    """SIGTERM in the second task saves progress.pt; --resume takes up its schedule, optimizer and
+    RNG states, so the final matrix equals the uninterrupted run's with the same seed."""
+    pytest.importorskip("sklearn")
+    import os
+    import signal
+    import subprocess
+
+    from tests._cli import command
+
+    args = ["classify", "--benchmark", "digits5", "--method", "blip", "--epochs", "40", "--seed", "3",
+            "--set", "model.hidden=16"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert subprocess.run(command(*args, "--run-dir", whole), capture_output=True, timeout=300).returncode == 0
+    proc = subprocess.Popen(command(*args, "--run-dir", cut), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        if line.startswith("after digits-0-1"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert f"blip-rl classify --resume {cut}" in err and (cut / "checkpoints" / "progress.pt").is_file()
+    assert len(json.loads((cut / "results.json").read_text())["raw"]) == 1
+    resumed = subprocess.run(command("classify", "--resume", cut), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "(1 of 5 tasks done)" in resumed.stdout
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, cut))
+    assert b["raw"] == a["raw"] and b["acc"] == a["acc"] and b["steps"] == a["steps"]
+    # --resume with flags of a new run is refused.
+    with pytest.raises(ValueError, match="drop --method"):
+        classify(["--resume", str(cut), "--method", "ft"])

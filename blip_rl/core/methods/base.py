@@ -129,8 +129,8 @@ def resolve_method(spec: str) -> type[ContinualMethod]:
         raise MethodError(f"a method is a name ({', '.join(sorted(METHODS))}) or package.module:Class, got {spec!r}")
     if ":" not in spec:
         if spec not in METHODS:
-            raise MethodError(f"unknown method {spec!r}; choose one of {', '.join(sorted(METHODS))}, or give "
-                              "package.module:Class for a method of your own")
+            raise MethodError(f"unknown method {spec!r}: the method must be one of {', '.join(sorted(METHODS))}, "
+                              "or package.module:Class for a method of your own")
         return METHODS[spec]
     module_name, _, attr = spec.partition(":")
     try:
