@@ -6,6 +6,8 @@ evaluations, and saves checkpoints through it.
 """
 from __future__ import annotations
 
+from blip_rl.errors import UserError
+
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +36,7 @@ CHECKPOINT_FORMAT = "blip-rl/atari-ppo"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint cannot be used; the message says why and what to do."""
 
 

@@ -12,31 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .errors import UserError
+from .io import make_run_dir
 
 EXIT_USAGE = 2
 
 
-class UserError(ValueError):
-    """A mistake the user can fix; printed without a traceback."""
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def prepare_run_dir(run_dir: Path) -> Path:
-    """Create ``run_dir``; refuse one that exists and is not empty (never overwrite results)."""
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise UserError(f"run dir {run_dir} already exists and is not empty; choose a new --run-dir "
-                        "(blip-rl never overwrites a run)")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to run dir {run_dir}: {exc.strerror}; choose a writable --run-dir") from None
-    return run_dir
-
-
 def write_run_files(run_dir: Path, config: dict[str, Any], argv: list[str], runtime=None) -> None:
     """``config.yaml`` (with a ``runtime:`` section saying what was chosen on this machine and
     why; it is read back as information only), ``command.txt`` and ``system_info.txt``."""
@@ -159,7 +143,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         # Device, precision and threads are checked before the run dir is made.
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
                                           n_envs=cfg.env.n_envs)
-        run_dir = prepare_run_dir(Path(args.run_dir))
+        run_dir = make_run_dir(Path(args.run_dir))
         write_run_files(run_dir, to_dict(cfg), argv, runtime)
     for note in notes:
         print(note)
@@ -452,12 +436,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args, argv)
-    except (UserError, ConfigError, ValueError, FileNotFoundError, PermissionError) as exc:
+    except UserError as exc:  # bad input (ConfigError, CheckpointError, MethodError, ... are UserErrors)
+        print(f"blip-rl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the machine's: a full disk, a file that cannot be written
         print(f"blip-rl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("blip-rl: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # Anything else is a bug in blip-rl: it is not caught; its traceback follows this line.
+        print("blip-rl: internal error (a bug, not your input). Please report it with your command and the "
+              "traceback below.", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

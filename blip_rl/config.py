@@ -6,6 +6,8 @@ with a message naming the key (and the nearest valid one). No ``eval``.
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import dataclasses
 import difflib
 import typing
@@ -24,7 +26,7 @@ __all__ = ["EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "T
            "load_config", "merge", "to_dict", "ConfigError"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override is invalid; the message says which key and what to do."""
 
 

@@ -9,7 +9,31 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
+from .errors import UserError
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "check_new_run_dir",
+           "make_run_dir"]
+
+
+def check_new_run_dir(run_dir: Path) -> Path:
+    """Refuse a run dir that exists and is not empty: blip-rl never writes over a run."""
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UserError(f"run dir {run_dir} already exists and is not empty; choose a new --run-dir "
+                        "(blip-rl never overwrites a run)")
+    return run_dir
+
+
+def make_run_dir(run_dir: Path) -> Path:
+    """Create a new run dir (:func:`check_new_run_dir`) and check that it can be written."""
+    check_new_run_dir(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to run dir {run_dir}: {exc.strerror}; choose a writable --run-dir") from None
+    return run_dir
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], *, binary: bool = True) -> None:

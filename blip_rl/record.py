@@ -21,6 +21,8 @@ score is the same.
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import argparse
 import shutil
 import tempfile
@@ -207,7 +209,7 @@ class _GifFrames:
             for color in np.unique(packed[~known]).tolist():
                 self.colors[color] = len(self.colors)
             if len(self.colors) > 256:
-                raise ValueError("the screens use more than 256 colours, more than a GIF holds; write an .mp4")
+                raise UserError("the screens use more than 256 colours, more than a GIF holds; write an .mp4")
             self._keys = np.array(sorted(self.colors), dtype=np.uint32)
             self._index = np.array([self.colors[c] for c in self._keys.tolist()], dtype=np.uint8)
             pos = np.searchsorted(self._keys, packed)
@@ -278,22 +280,22 @@ class _Mp4Writer:
 def _check_args(out: Path, max_steps: Any, fps: Any) -> str:
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"--out {out} must end in .gif or .mp4 (the format is taken from the name)")
+        raise UserError(f"--out {out} must end in .gif or .mp4 (the format is taken from the name)")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"--max-steps must be an integer >= 1 (agent steps), got {max_steps!r}")
+        raise UserError(f"--max-steps must be an integer >= 1 (agent steps), got {max_steps!r}")
     top = MAX_GIF_FPS if suffix == ".gif" else 240
     if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= top:
         hint = " (GIF delays are in 1/100 s and viewers slow down faster GIFs; write an .mp4 for more)" \
             if suffix == ".gif" else ""
-        raise ValueError(f"--fps must be an integer in 1..{top}{hint}, got {fps!r}")
+        raise UserError(f"--fps must be an integer in 1..{top}{hint}, got {fps!r}")
     if out.is_dir():
-        raise ValueError(f"--out {out} is a directory; give a file name ending in .gif or .mp4")
+        raise UserError(f"--out {out} is a directory; give a file name ending in .gif or .mp4")
     return suffix
 
 
 def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int | None = None,
                 max_steps: int = 2000, fps: int = 30, sample: bool = False, device: str = "cpu",
-                autocast_dtype: "torch.dtype | None" = None) -> Recording:
+                autocast_dtype: Any = None) -> Recording:
     """Play ``game`` with a checkpoint's head for that game and write the screens to ``out``.
 
     :param checkpoint: ``RUN_DIR/checkpoints/<k>_<game>.pt`` or ``latest.pt``.
@@ -328,7 +330,7 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     the_game = get_game(game)
     learned = meta["games"][: meta["tasks_done"]]
     if the_game.name not in learned:
-        raise ValueError(f"game {the_game.name!r} was not learned by {checkpoint}; it knows: {', '.join(learned)}")
+        raise UserError(f"game {the_game.name!r} was not learned by {checkpoint}; it knows: {', '.join(learned)}")
     head = learned.index(the_game.name)
     method = load_method(meta, policy)
     method.before_eval(head + 1)  # the network as the method evaluates this game (e.g. its mask)

@@ -18,6 +18,8 @@ canvas, so that a report never opens a window or changes the caller's pyplot bac
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import argparse
 import itertools
 import json
@@ -80,34 +82,34 @@ def load_run(path: str | Path) -> RunData:
 
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(f"{path} does not exist or is not a directory; give run dirs made by "
+        raise UserError(f"{path} does not exist or is not a directory; give run dirs made by "
                          "`blip-rl train --run-dir DIR`")
     if not (path / "config.yaml").is_file():
         inside = sorted(p.parent.name for p in path.glob("*/config.yaml"))
         hint = (f"; it holds run dirs ({', '.join(inside[:4])}{', ...' if len(inside) > 4 else ''}): "
                 f"give them, e.g. {path}/*") if inside else ""
-        raise ValueError(f"{path} is not a blip-rl run dir (no config.yaml){hint}")
+        raise UserError(f"{path} is not a blip-rl run dir (no config.yaml){hint}")
     try:
         config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
         # Atari runs name their games, classification runs their tasks.
         tasks = config["games"] if "games" in config else config["tasks"]
         method, seed, games = str(config["method"]), int(config["seed"]), [str(g) for g in tasks]
     except (yaml.YAMLError, TypeError, KeyError, ValueError) as exc:
-        raise ValueError(f"{path / 'config.yaml'} is unreadable or lacks method/seed/games ({exc}); "
+        raise UserError(f"{path / 'config.yaml'} is unreadable or lacks method/seed/games ({exc}); "
                          "it was written by blip-rl, so it was changed by hand: restore it") from None
     command = "train" if "games" in config else "classify"
     resume = f"resume it with `blip-rl {command} --resume {shlex.quote(str(path))}`, or leave it out of the report"
     if not (path / "results.json").is_file():
-        raise ValueError(f"{path} is an unfinished run (no results.json: no game finished yet); {resume}")
+        raise UserError(f"{path} is an unfinished run (no results.json: no game finished yet); {resume}")
     try:
         results = Results.from_dict(json.loads((path / "results.json").read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path / 'results.json'} is unreadable ({exc}); it was written atomically, so it "
+        raise UserError(f"{path / 'results.json'} is unreadable ({exc}); it was written atomically, so it "
                          "was changed by hand: restore it") from None
     if results.tasks != games:
-        raise ValueError(f"{path}: results.json is for games {results.tasks} but config.yaml says {games}")
+        raise UserError(f"{path}: results.json is for games {results.tasks} but config.yaml says {games}")
     if len(results.raw) < len(games):
-        raise ValueError(f"{path} is an unfinished run ({len(results.raw)} of {len(games)} games learned); {resume}")
+        raise UserError(f"{path} is an unfinished run ({len(results.raw)} of {len(games)} games learned); {resume}")
     # Grouped by the method's own name (results.json), not how it was asked for: a plugin given
     # as package.module:Class is "its name" in tables and file names.
     return RunData(path=path, method=results.method or method, seed=seed, games=games, results=results)
@@ -120,7 +122,7 @@ def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
     games = runs[0].games
     for run in runs[1:]:
         if run.games != games:
-            raise ValueError(f"the runs learned different game sequences ({runs[0].path}: {','.join(games)}; "
+            raise UserError(f"the runs learned different game sequences ({runs[0].path}: {','.join(games)}; "
                              f"{run.path}: {','.join(run.games)}); a report compares runs of one sequence: "
                              "make one report per sequence")
     groups: dict[str, list[RunData]] = {}
@@ -128,7 +130,7 @@ def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
         group = groups.setdefault(run.method, [])
         twin = next((r for r in group if r.seed == run.seed), None)
         if twin is not None:
-            raise ValueError(f"{twin.path} and {run.path} are both method {run.method} with seed {run.seed}; "
+            raise UserError(f"{twin.path} and {run.path} are both method {run.method} with seed {run.seed}; "
                              "give each (method, seed) once")
         group.append(run)
     order = [m for m in METHODS if m in groups] + sorted(m for m in groups if m not in METHODS)
@@ -339,7 +341,7 @@ def _trunk(path: Path) -> Any:
     try:
         kind = torch.load(path, map_location="cpu", weights_only=True).get("format")
     except Exception as exc:  # torch raises many types for truncated/corrupt files
-        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); restore it") from None
+        raise UserError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); restore it") from None
     if kind == CLASSIFY_FORMAT:
         from .classification.learner import load_checkpoint as load_classify
 
@@ -361,7 +363,7 @@ def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int]:
     for k, game in enumerate(run.games):
         path = run.path / "checkpoints" / checkpoint_name(k, game)
         if not path.is_file():
-            raise ValueError(f"{path} is missing: the bit heatmaps need the checkpoint of every game of the run")
+            raise UserError(f"{path} is missing: the bit heatmaps need the checkpoint of every game of the run")
         found = [(f"{name or 'layer'}\n{tuple(bit_map(layer.frozen_bits('weight')).shape)}", layer)
                  for name, layer in blip_layers(_trunk(path))]
         if k == 0:
@@ -409,7 +411,7 @@ def _figure_bits(Figure, run: RunData) -> Any:
 # -- the report ---------------------------------------------------------------------------------
 def _check_out(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ValueError(f"--out {out_dir} already exists and is not empty; pick a new --out "
+        raise UserError(f"--out {out_dir} already exists and is not empty; pick a new --out "
                          "(blip-rl report never overwrites files)")
 
 
@@ -425,7 +427,7 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str
     :raises MissingDependencyError: matplotlib is not installed.
     """
     if not run_dirs:
-        raise ValueError("give at least one run dir (made by `blip-rl train --run-dir DIR`)")
+        raise UserError("give at least one run dir (made by `blip-rl train --run-dir DIR`)")
     out_dir = Path(out_dir)
     _check_out(out_dir)
     groups = _group([load_run(p) for p in run_dirs])

@@ -9,6 +9,8 @@ unfinished ones resume.
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import argparse
 import json
 import shlex
@@ -33,7 +35,7 @@ def _require_ray():
     try:
         import ray
     except ImportError:
-        raise ValueError("blip-rl sweep needs Ray: pip install 'blip-rl[ray]' (or pip install ray)") from None
+        raise UserError("blip-rl sweep needs Ray: pip install 'blip-rl[ray]' (or pip install ray)") from None
     return ray
 
 
@@ -43,11 +45,11 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        raise ValueError(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {args.seeds!r}") from None
+        raise UserError(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {args.seeds!r}") from None
     if not methods or not seeds:
-        raise ValueError("give at least one method and one seed, e.g. --methods blip,ft --seeds 1,2")
+        raise UserError("give at least one method and one seed, e.g. --methods blip,ft --seeds 1,2")
     if len(set(methods)) != len(methods) or len(set(seeds)) != len(seeds):
-        raise ValueError("--methods and --seeds must not repeat an entry")
+        raise UserError("--methods and --seeds must not repeat an entry")
     from .core import resolve_method
 
     for m in methods:
@@ -107,7 +109,7 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()):
         previous = out / "sweep.yaml"
         if not previous.is_file() or yaml.safe_load(previous.read_text()).get("args") != plan["args"]:
-            raise ValueError(f"{out} already holds other work; give a new --out (an interrupted sweep continues "
+            raise UserError(f"{out} already holds other work; give a new --out (an interrupted sweep continues "
                              "only with the very same options)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sweep.yaml", yaml.safe_dump(plan, sort_keys=False))
@@ -125,7 +127,7 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         num_cpus = args.num_cpus or cores
         per_run = args.cpus_per_run or 1
         if per_run > num_cpus:
-            raise ValueError(f"--cpus-per-run {per_run} is more than the {num_cpus} CPUs of the local Ray; give at "
+            raise UserError(f"--cpus-per-run {per_run} is more than the {num_cpus} CPUs of the local Ray; give at "
                              f"most {num_cpus}")
         init_kwargs["num_cpus"] = num_cpus
         print(f"local Ray with {num_cpus} CPUs: up to {num_cpus // per_run} runs at once, {per_run} threads each")

@@ -21,6 +21,8 @@ Every choice comes with the reason, written to the run's ``config.yaml`` (``runt
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import functools
 import os
 import platform
@@ -208,7 +210,7 @@ def resolve_device(requested: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {requested} was asked for but no CUDA device is available; use --device cpu "
+        raise UserError(f"--device {requested} was asked for but no CUDA device is available; use --device cpu "
                          "(or auto)")
     return device
 
@@ -249,7 +251,7 @@ def resolve_precision(requested: str, device: torch.device, *, probe: bool = Tru
     :raises ValueError: an unknown value.
     """
     if requested not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     native, why = bf16_support(device)
     if requested == "fp32":
         return PrecisionChoice("fp32", requested, "asked for (--precision fp32)")
@@ -293,10 +295,10 @@ def resolve_threads(requested: int = 0, *, n_envs: int = 1, cores: int | None = 
     """
     cores = usable_cores() if cores is None else cores
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
-        raise ValueError(f"--threads must be an integer from 1 to {cores} (0 or auto: every usable core), "
+        raise UserError(f"--threads must be an integer from 1 to {cores} (0 or auto: every usable core), "
                          f"got {requested!r}")
     if requested > cores:
-        raise ValueError(f"--threads {requested} is more than the {cores} cores this process may use; "
+        raise UserError(f"--threads {requested} is more than the {cores} cores this process may use; "
                          f"give at most {cores}")
     threads = requested or cores
     reason = (f"--threads {requested}" if requested else

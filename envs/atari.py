@@ -23,6 +23,8 @@ and the returned observation is already the next episode's first (SB3's same-ste
 """
 from __future__ import annotations
 
+from blip_rl.errors import UserError
+
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,14 +50,14 @@ _MAX_SEED = 2**31 - 1  # ALE's random_seed is a C int
 
 def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}{hint}")
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}{hint}")
     return int(value)
 
 
 def _check_seed(seed: Any, n_envs: int) -> int:
     seed = _check_int("seed", seed, 0)
     if seed + n_envs > _MAX_SEED:
-        raise ValueError(
+        raise UserError(
             f"seed must be at most {_MAX_SEED - n_envs} so that every env's seed (seed + i) fits "
             f"ALE's 32-bit seed; got {seed}"
         )
@@ -411,14 +413,14 @@ def make_vec_env(
     n_envs = _check_int("n_envs", n_envs, 1, " (the number of parallel envs)")
     seed = _check_seed(seed, n_envs)
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(map(repr, BACKENDS))}")
+        raise UserError(f"unknown backend {backend!r}; use one of {', '.join(map(repr, BACKENDS))}")
     frame_stack = _check_int("frame_stack", frame_stack, 1)
     frameskip = _check_int("frameskip", frameskip, 1)
     noop_max = _check_int("noop_max", noop_max, 0)
     max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
     num_threads = _check_int("num_threads", num_threads, 0, " (0 picks min(n_envs, CPU cores))")
     if not 0.0 <= float(repeat_action_probability) <= 1.0:
-        raise ValueError(f"repeat_action_probability must lie in [0, 1], got {repeat_action_probability!r}")
+        raise UserError(f"repeat_action_probability must lie in [0, 1], got {repeat_action_probability!r}")
     kwargs = dict(
         n_envs=n_envs,
         seed=seed,

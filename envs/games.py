@@ -9,6 +9,8 @@ rewards over one full game (all lives), as shown on the Atari screen.
 """
 from __future__ import annotations
 
+from blip_rl.errors import UserError
+
 import functools
 import re
 from collections.abc import Sequence
@@ -195,14 +197,14 @@ def get_game(name: str) -> Game:
         ValueError: the name matches no ALE game.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"give a game name, e.g. 'kungfu'; got {name!r}")
+        raise UserError(f"give a game name, e.g. 'kungfu'; got {name!r}")
     key = _key(name)
     if key in _ALIASES:
         return _ALIASES[key]
     for rom in _all_roms():
         if rom.replace("_", "") == key:
             return _game_from_rom(rom)
-    raise ValueError(
+    raise UserError(
         f"unknown game {name!r}. The paper's games are: {', '.join(GAMES)}; any ALE game also works "
         "by its ROM id, CamelCase name or gym id (e.g. 'pong', 'MsPacman', 'ALE/Pong-v5'). "
         "Run `blip-rl games` to list them all."
@@ -220,12 +222,12 @@ def parse_games(spec: str | Sequence[str]) -> list[Game]:
     items = [spec] if isinstance(spec, str) else list(spec)
     names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
     if not names:
-        raise ValueError("give at least one game, e.g. --games kungfu,boxing")
+        raise UserError("give at least one game, e.g. --games kungfu,boxing")
     games: list[Game] = []
     for name in names:
         game = get_game(name)
         if game in games:
-            raise ValueError(f"game {game.name!r} is named twice (as {name!r}); name each game once")
+            raise UserError(f"game {game.name!r} is named twice (as {name!r}); name each game once")
         games.append(game)
     return games
 

@@ -13,6 +13,9 @@ non-empty run directory is refused.
 """
 from __future__ import annotations
 
+from ..errors import UserError
+from ..io import check_new_run_dir, make_run_dir
+
 import argparse
 import shlex
 import time
@@ -97,47 +100,47 @@ def load_config(path: str | Path, *, benchmark: str | None = None) -> ClassifyCo
     """Read a YAML config; keys not in :class:`ClassifyConfig` are an error."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {path} does not exist; pass --config FILE "
+        raise UserError(f"config file {path} does not exist; pass --config FILE "
                          "(per-benchmark defaults are in configs/classification/)")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a config is a YAML mapping of keys to values")
+        raise UserError(f"{path}: a config is a YAML mapping of keys to values")
     if benchmark is not None:
         raw.setdefault("benchmark", benchmark)
     known = {f for f in ClassifyConfig.__dataclass_fields__}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        raise UserError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
     if "benchmark" not in raw:
-        raise ValueError(f"{path}: no 'benchmark' key")
+        raise UserError(f"{path}: no 'benchmark' key")
     for section in ("data", "model", "train", "methods"):
         if raw.get(section) is None:
             raw.pop(section, None)
         elif not isinstance(raw[section], dict):
-            raise ValueError(f"{path}: '{section}' must be a mapping")
+            raise UserError(f"{path}: '{section}' must be a mapping")
     return ClassifyConfig(**raw)
 
 
 def _set(cfg: ClassifyConfig, assignment: str) -> None:
     """Apply ``--set a.b=value`` (value read as YAML, e.g. ``1.0e-3``, ``true``, ``[0.2, 0.2]``)."""
     if "=" not in assignment:
-        raise ValueError(f"--set takes KEY=VALUE (e.g. train.lr=0.01), got {assignment!r}")
+        raise UserError(f"--set takes KEY=VALUE (e.g. train.lr=0.01), got {assignment!r}")
     key, text = assignment.split("=", 1)
     value = _number(yaml.safe_load(text)) if text.strip() else None
     parts = key.strip().split(".")
     top = parts[0]
     if top not in ClassifyConfig.__dataclass_fields__:
-        raise ValueError(f"--set {key}: unknown key {top!r}; known: {sorted(ClassifyConfig.__dataclass_fields__)}")
+        raise UserError(f"--set {key}: unknown key {top!r}; known: {sorted(ClassifyConfig.__dataclass_fields__)}")
     if len(parts) == 1:
         setattr(cfg, top, value)
         return
     target = getattr(cfg, top)
     if not isinstance(target, dict):
-        raise ValueError(f"--set {key}: {top!r} is not a section")
+        raise UserError(f"--set {key}: {top!r} is not a section")
     for p in parts[1:-1]:
         target = target.setdefault(p, {})
         if not isinstance(target, dict):
-            raise ValueError(f"--set {key}: {p!r} is not a section")
+            raise UserError(f"--set {key}: {p!r} is not a section")
     target[parts[-1]] = value
 
 
@@ -146,7 +149,7 @@ def build_config(args: argparse.Namespace) -> ClassifyConfig:
     path = Path(args.config) if args.config else default_config_path(args.benchmark)
     cfg = load_config(path, benchmark=args.benchmark)
     if args.config and cfg.benchmark != args.benchmark:
-        raise ValueError(f"--config {path} is for benchmark {cfg.benchmark!r}, not {args.benchmark!r}")
+        raise UserError(f"--config {path} is for benchmark {cfg.benchmark!r}, not {args.benchmark!r}")
     cfg.benchmark = args.benchmark
     cfg.method = args.method
     if args.data_dir is not None:
@@ -159,7 +162,7 @@ def build_config(args: argparse.Namespace) -> ClassifyConfig:
         cfg.device = args.device
     if args.f_prior is not None:
         if args.method != "blip":
-            raise ValueError("--f-prior is BLIP's Fisher prior: use it with --method blip")
+            raise UserError("--f-prior is BLIP's Fisher prior: use it with --method blip")
         cfg.methods.setdefault("blip", {})["f_prior"] = args.f_prior
     for assignment in args.set or []:
         _set(cfg, assignment)
@@ -172,20 +175,20 @@ def _validate(cfg: ClassifyConfig) -> None:
     from .datasets import BENCHMARKS
 
     if cfg.benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {cfg.benchmark!r}; choose one of {sorted(BENCHMARKS)}")
+        raise UserError(f"unknown benchmark {cfg.benchmark!r}; choose one of {sorted(BENCHMARKS)}")
     if isinstance(cfg.epochs, bool) or not isinstance(cfg.epochs, (int, float)) or int(cfg.epochs) != cfg.epochs \
             or cfg.epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {cfg.epochs!r}")
+        raise UserError(f"epochs must be a positive integer, got {cfg.epochs!r}")
     cfg.epochs = int(cfg.epochs)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
-        raise ValueError(f"seed must be an integer, got {cfg.seed!r}")
+        raise UserError(f"seed must be an integer, got {cfg.seed!r}")
     if cfg.threads is not None and (isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int)
                                     or cfg.threads < 1):
-        raise ValueError(f"threads must be a positive integer or null, got {cfg.threads!r}")
+        raise UserError(f"threads must be a positive integer or null, got {cfg.threads!r}")
     if cfg.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {cfg.device!r}")
+        raise UserError(f"device must be one of {DEVICES}, got {cfg.device!r}")
     if "arch" not in cfg.model:
-        raise ValueError("model.arch is missing (mlp or alexnet)")
+        raise UserError("model.arch is missing (mlp or alexnet)")
     # The registry (or the plugin's own class) says which options the method takes.
     check_options(resolve_method(cfg.method), _numbers(cfg.method_options))
 
@@ -196,14 +199,8 @@ def _resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     return name
-
-
-def _check_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ValueError(f"run directory {run_dir} already exists and is not empty; refusing to overwrite it. "
-                         "Choose a new --run-dir (or move the old one away).")
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -233,11 +230,11 @@ def run_classify(args: argparse.Namespace, argv: list[str] | None = None) -> int
                                           ("--epochs", args.epochs), ("--seed", args.seed), ("--set", args.set))
                  if value]
         if given:
-            raise ValueError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
+            raise UserError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
         cfg = config_of_run(Path(args.resume))
     else:
         if not (args.benchmark and args.method and args.run_dir):
-            raise ValueError("give --benchmark, --method and --run-dir for a new run (or --resume RUN_DIR)")
+            raise UserError("give --benchmark, --method and --run-dir for a new run (or --resume RUN_DIR)")
         cfg = build_config(args)
     threads = torch.get_num_threads()
     try:
@@ -250,10 +247,10 @@ def config_of_run(run_dir: Path) -> ClassifyConfig:
     """The :class:`ClassifyConfig` of an existing run, from its ``config.yaml``."""
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise ValueError(f"cannot resume: {run_dir} is not a blip-rl classify run dir (no config.yaml)")
+        raise UserError(f"cannot resume: {run_dir} is not a blip-rl classify run dir (no config.yaml)")
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or "benchmark" not in raw or "tasks" not in raw:
-        raise ValueError(f"cannot resume: {path} is not a classify run's config (made by `blip-rl train`?); "
+        raise UserError(f"cannot resume: {path} is not a classify run's config (made by `blip-rl train`?); "
                          "resume Atari runs with `blip-rl train --resume`")
     known = set(ClassifyConfig.__dataclass_fields__)
     cfg = ClassifyConfig(**{k: v for k, v in raw.items() if k in known})
@@ -292,7 +289,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     resuming = bool(args.resume)
     run_dir = Path(args.resume or args.run_dir)
     if not resuming:
-        _check_run_dir(run_dir)
+        check_new_run_dir(run_dir)  # before minutes of data loading
     device = _resolve_device(cfg.device)
     from ..system import resolve_runtime, system_info
 
@@ -301,7 +298,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     runtime = resolve_runtime(device=device, precision="fp32", threads=cfg.threads or 0, probe=False)
     unknown = sorted(set(cfg.train) - set(TrainConfig.__dataclass_fields__))
     if unknown:
-        raise ValueError(f"unknown train option(s) {unknown}; known: {sorted(TrainConfig.__dataclass_fields__)}")
+        raise UserError(f"unknown train option(s) {unknown}; known: {sorted(TrainConfig.__dataclass_fields__)}")
     train = TrainConfig(**_numbers(cfg.train))  # validates before any data is read
     method_options = _numbers(cfg.method_options)
 
@@ -311,7 +308,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     tasks = load_benchmark(cfg.benchmark, cfg.data_dir, seed=cfg.seed, **cfg.data)
     shapes = {t.input_shape for t in tasks}
     if len(shapes) != 1:
-        raise ValueError(f"benchmark {cfg.benchmark!r} gave tasks of different input shapes {sorted(shapes)}")
+        raise UserError(f"benchmark {cfg.benchmark!r} gave tasks of different input shapes {sorted(shapes)}")
     torch.manual_seed(cfg.seed)
     model_options = _numbers(cfg.model)
     arch = model_options.pop("arch")
@@ -331,13 +328,13 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
         if (run_dir / "results.json").is_file():
             results = Results.from_dict(json.loads((run_dir / "results.json").read_text()))
         if results is not None and results.method != method.name:
-            raise ValueError(f"{run_dir} is a run of method {results.method!r}, this config builds {method.name!r}")
+            raise UserError(f"{run_dir} is a run of method {results.method!r}, this config builds {method.name!r}")
         info = system_info(runtime)
         before = (run_dir / "system_info.txt").read_text() if (run_dir / "system_info.txt").is_file() else ""
         atomic_write_text(run_dir / "system_info.txt", before + f"\n# resumed on {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
                           + info)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(run_dir)
         atomic_write_text(run_dir / "config.yaml", config_text)
         command = shlex.join(["blip-rl", *argv]) if argv is not None else _command_line(args)
         atomic_write_text(run_dir / "command.txt", command + "\n")

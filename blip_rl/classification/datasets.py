@@ -31,6 +31,8 @@ does: only open files you trust.
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 import gzip
 import pickle
 from dataclasses import dataclass
@@ -82,7 +84,7 @@ SVHN_NORM = ((0.4377, 0.4438, 0.4728), (0.198, 0.201, 0.197))
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-class DatasetNotFoundError(FileNotFoundError, ValueError):
+class DatasetNotFoundError(FileNotFoundError, UserError):
     """A dataset file is missing. Also a ``ValueError``, so the CLI reports it as bad input."""
 
 
@@ -109,12 +111,12 @@ class Task:
         for split in ("train", "valid", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.dtype != torch.float32 or y.dtype != torch.int64:
-                raise ValueError(f"task {self.name}: {split} inputs must be float32 and labels int64, "
+                raise UserError(f"task {self.name}: {split} inputs must be float32 and labels int64, "
                                  f"got {x.dtype} and {y.dtype}")
             if len(x) != len(y) or len(x) == 0:
-                raise ValueError(f"task {self.name}: {split} split has {len(x)} inputs and {len(y)} labels")
+                raise UserError(f"task {self.name}: {split} split has {len(x)} inputs and {len(y)} labels")
             if int(y.min()) < 0 or int(y.max()) >= self.n_classes:
-                raise ValueError(f"task {self.name}: {split} labels must lie in 0..{self.n_classes - 1}")
+                raise UserError(f"task {self.name}: {split} labels must lie in 0..{self.n_classes - 1}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -140,14 +142,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     with opener(path, "rb") as f:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
+        raise UserError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     offset = 4 + 4 * ndim
     count = int(np.prod(dims)) if dims else 1
     if len(raw) - offset != count * dtype.itemsize:
-        raise ValueError(f"{path}: header says {dims} of {dtype} but the file holds "
+        raise UserError(f"{path}: header says {dims} of {dtype} but the file holds "
                          f"{len(raw) - offset} bytes of data (truncated download?)")
     return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -166,7 +168,7 @@ def _find(dirs: Sequence[Path], name: str, *, what: str, url: str, gz: bool = Fa
 
 def _require_dir(data_dir: str | Path | None, benchmark: str) -> Path:
     if data_dir is None:
-        raise ValueError(f"benchmark {benchmark!r} reads its dataset files from a folder: pass --data-dir DIR "
+        raise UserError(f"benchmark {benchmark!r} reads its dataset files from a folder: pass --data-dir DIR "
                          "(see blip_rl/classification/datasets.py for the expected layout)")
     path = Path(data_dir).expanduser()
     if not path.is_dir():
@@ -179,7 +181,7 @@ def _idx_pair(dirs: Sequence[Path], split: str, *, what: str, url: str) -> tuple
     images = read_idx(_find(dirs, f"{prefix}-images-idx3-ubyte", what=what, url=url, gz=True))
     labels = read_idx(_find(dirs, f"{prefix}-labels-idx1-ubyte", what=what, url=url, gz=True))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{what} {split}: images {images.shape} and labels {labels.shape} do not match")
+        raise UserError(f"{what} {split}: images {images.shape} and labels {labels.shape} do not match")
     return images, labels.astype(np.int64)
 
 
@@ -211,7 +213,7 @@ def _unpickle(path: Path) -> dict:
 def _cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     if b"data" not in d or label_key not in d:
-        raise ValueError(f"{path} is not a CIFAR python batch (needs keys b'data' and {label_key!r})")
+        raise UserError(f"{path} is not a CIFAR python batch (needs keys b'data' and {label_key!r})")
     x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     return x, np.asarray(d[label_key], dtype=np.int64)
 
@@ -243,7 +245,7 @@ def load_svhn(data_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         from scipy.io import loadmat
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ValueError("reading SVHN's .mat files needs scipy: pip install scipy") from exc
+        raise UserError("reading SVHN's .mat files needs scipy: pip install scipy") from exc
     out = {}
     for s, path in paths.items():
         m = loadmat(str(path))
@@ -259,7 +261,7 @@ def _read_image_folders(root: Path, *, size: int | None, mode: str,
     try:
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ValueError(f"reading {what} image folders needs Pillow: pip install pillow "
+        raise UserError(f"reading {what} image folders needs Pillow: pip install pillow "
                          "(or provide the .npz arrays instead)") from exc
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     xs, ys = [], []
@@ -285,7 +287,7 @@ def _npz_splits(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     with np.load(path) as z:
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z]
         if missing:
-            raise ValueError(f"{path} lacks the arrays {missing} (expected x_train, y_train, x_test, y_test)")
+            raise UserError(f"{path} lacks the arrays {missing} (expected x_train, y_train, x_test, y_test)")
         return {s: (np.asarray(z[f"x_{s}"]), np.asarray(z[f"y_{s}"], dtype=np.int64)) for s in ("train", "test")}
 
 
@@ -315,15 +317,15 @@ def load_notmnist(data_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarra
         for s in ("train", "test"):
             x, y, classes = _read_image_folders(d / s, size=None, mode="L", what="notMNIST")
             if classes != list("ABCDEFGHIJ"):
-                raise ValueError(f"notMNIST: {d / s} must hold exactly the folders A..J, found {classes}")
+                raise UserError(f"notMNIST: {d / s} must hold exactly the folders A..J, found {classes}")
             out[s] = (x, y)
     for s, (x, y) in out.items():
         if x.ndim == 4 and x.shape[1] == 1:
             x = x[:, 0]
         if x.ndim != 3 or x.shape[1] != x.shape[2] or x.shape[1] not in (28, 32):
-            raise ValueError(f"notMNIST {s}: expected (N, 28|32, 28|32) grey images, got {x.shape}")
+            raise UserError(f"notMNIST {s}: expected (N, 28|32, 28|32) grey images, got {x.shape}")
         if len(y) and (y.min() < 0 or y.max() > 9):
-            raise ValueError(f"notMNIST {s}: labels must be 0..9 (A..J)")
+            raise UserError(f"notMNIST {s}: labels must be 0..9 (A..J)")
         out[s] = (x, y)
     return out
 
@@ -372,7 +374,7 @@ def load_miniimagenet(data_dir: str | Path, *, image_size: int = 84) -> dict[str
             x, y, names[s] = _read_image_folders(d / s, size=image_size, mode="RGB", what="mini-ImageNet")
             out[s] = (x, y)
         if names["train"] != names["test"]:
-            raise ValueError(f"mini-ImageNet: {d / 'train'} and {d / 'test'} must hold the same class folders")
+            raise UserError(f"mini-ImageNet: {d / 'train'} and {d / 'test'} must hold the same class folders")
     else:
         raise DatasetNotFoundError(
             f"mini-ImageNet: none of {d / 'train.pkl'} (+ test.pkl), {d / 'miniimagenet.npz'}, or the folders "
@@ -380,7 +382,7 @@ def load_miniimagenet(data_dir: str | Path, *, image_size: int = 84) -> dict[str
         )
     for s, (x, y) in out.items():
         if x.ndim != 4:
-            raise ValueError(f"mini-ImageNet {s}: expected 4-d images, got shape {x.shape}")
+            raise UserError(f"mini-ImageNet {s}: expected 4-d images, got shape {x.shape}")
         if x.shape[-1] == 3 and x.shape[1] != 3:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NHWC -> NCHW
         out[s] = (x, y)
@@ -392,7 +394,7 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as _load
     except ImportError as exc:
-        raise ValueError("the digits benchmarks use scikit-learn's bundled digits: pip install scikit-learn") from exc
+        raise UserError("the digits benchmarks use scikit-learn's bundled digits: pip install scikit-learn") from exc
     bunch = _load()
     return np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
 
@@ -412,20 +414,20 @@ def _pad_to(x: np.ndarray, size: int) -> np.ndarray:
     """Zero-pad ``(N, H, W)`` images symmetrically to ``size`` pixels (torchvision's Pad(2) for 28->32)."""
     p = (size - x.shape[-1]) // 2
     if p < 0 or x.shape[-1] + 2 * p != size:
-        raise ValueError(f"cannot pad {x.shape[-1]}-pixel images to {size}")
+        raise UserError(f"cannot pad {x.shape[-1]}-pixel images to {size}")
     return np.pad(x, ((0, 0), (p, p), (p, p))) if p else x
 
 
 def _split_valid(x: torch.Tensor, y: torch.Tensor, valid_fraction: float, seed: int):
     """The authors' split: first ``int(fraction * n)`` of ``RandomState(seed).permutation(n)`` validate."""
     if not 0 <= valid_fraction < 1:
-        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+        raise UserError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     if valid_fraction == 0:
         return x, y, x, y  # the authors' MNIST loaders validate on the training set itself
     perm = torch.as_tensor(np.random.RandomState(seed).permutation(len(x)))
     n_valid = int(valid_fraction * len(x))
     if n_valid == 0 or n_valid == len(x):
-        raise ValueError(f"valid_fraction {valid_fraction} of {len(x)} training samples leaves an empty split")
+        raise UserError(f"valid_fraction {valid_fraction} of {len(x)} training samples leaves an empty split")
     iv, it = perm[:n_valid], perm[n_valid:]
     return x[it].clone(), y[it].clone(), x[iv].clone(), y[iv].clone()
 
@@ -453,7 +455,7 @@ def _split_by_classes(prefix: str, data: dict[str, tuple[torch.Tensor, np.ndarra
         train = _subset(*data["train"], classes)
         test = _subset(*data["test"], classes)
         if len(train[0]) == 0 or len(test[0]) == 0:
-            raise ValueError(f"{prefix}: no samples of classes {list(classes)} in the files read")
+            raise UserError(f"{prefix}: no samples of classes {list(classes)} in the files read")
         tasks.append(_make_task(name, train, test, len(classes), valid_fraction=valid_fraction, seed=seed))
     return tasks
 
@@ -476,7 +478,7 @@ def _permutations(num_tasks: int, n_pixels: int, seed: int, *, permute_first: bo
 def _permuted_tasks(prefix: str, train: tuple[torch.Tensor, np.ndarray], test: tuple[torch.Tensor, np.ndarray],
                     *, num_tasks: int, permute_first: bool, valid_fraction: float, seed: int) -> list[Task]:
     if num_tasks < 1:
-        raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        raise UserError(f"num_tasks must be >= 1, got {num_tasks}")
     shape = train[0].shape[1:]
     n_pixels = int(np.prod(shape))
     n_classes = int(max(train[1].max(), test[1].max())) + 1
@@ -525,7 +527,7 @@ def _task_order(n: int, order: str, seed: int) -> list[int]:
     if order == "alternating" and n == 10:
         return [i // 2 + (5 if i % 2 else 0) for i in range(n)]
     allowed = ["shuffled", "fixed"] + (["alternating"] if n == 10 else [])
-    raise ValueError(f"order must be one of {allowed} ('shuffled' is the authors' seeded order), got {order!r}")
+    raise UserError(f"order must be one of {allowed} ('shuffled' is the authors' seeded order), got {order!r}")
 
 
 def cifar_alt(data_dir: str | Path | None, *, seed: int = 0, valid_fraction: float = 0.1,
@@ -614,7 +616,7 @@ def miniimagenet(data_dir: str | Path | None, *, seed: int = 0, valid_fraction: 
     raw = load_miniimagenet(_require_dir(data_dir, "miniimagenet"), image_size=image_size)
     n_classes = int(max(raw["train"][1].max(), raw["test"][1].max())) + 1
     if num_tasks < 1 or n_classes % num_tasks:
-        raise ValueError(f"mini-ImageNet: {n_classes} classes cannot be split into {num_tasks} equal tasks")
+        raise UserError(f"mini-ImageNet: {n_classes} classes cannot be split into {num_tasks} equal tasks")
     groups = np.split(np.random.RandomState(seed).permutation(n_classes), num_tasks)
     tasks = []
     for t, classes in enumerate(groups):
@@ -626,7 +628,7 @@ def miniimagenet(data_dir: str | Path | None, *, seed: int = 0, valid_fraction: 
             remap = {c: i for i, c in enumerate(classes)}
             split[s] = (xs, torch.as_tensor([remap[int(v)] for v in y[mask]], dtype=torch.int64))
         if len(split["train"][0]) == 0 or len(split["test"][0]) == 0:
-            raise ValueError(f"mini-ImageNet: task {t} (classes {classes}) has no samples")
+            raise UserError(f"mini-ImageNet: task {t} (classes {classes}) has no samples")
         tasks.append(_make_task(f"miniimagenet-{t}", split["train"], split["test"], len(classes),
                                 valid_fraction=valid_fraction, seed=seed))
     return tasks
@@ -635,7 +637,7 @@ def miniimagenet(data_dir: str | Path | None, *, seed: int = 0, valid_fraction: 
 def _digits_tensors(seed: int, test_fraction: float) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
     """Digits split into train/test by ``RandomState(seed)`` and standardized by the pixel mean/std."""
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise UserError(f"test_fraction must be in (0, 1), got {test_fraction}")
     x, y = load_digits()
     x = x / 16.0
     x = (x - x.mean()) / x.std()
@@ -687,12 +689,12 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, *, seed: int =
     :raises ValueError: for an unknown benchmark or option.
     """
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+        raise UserError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
     fn = BENCHMARKS[name]
     import inspect
 
     allowed = [p for p in inspect.signature(fn).parameters if p not in ("data_dir", "seed")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for benchmark {name!r}; it takes {allowed}")
+        raise UserError(f"unknown option(s) {unknown} for benchmark {name!r}; it takes {allowed}")
     return fn(data_dir, seed=seed, **options)

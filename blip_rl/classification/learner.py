@@ -13,6 +13,8 @@ called, and, with a logger, the keys of :data:`TRAIN_KEYS` are written.
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 import copy
 import math
 from dataclasses import asdict, dataclass, fields
@@ -83,17 +85,17 @@ class TrainConfig:
                     setattr(self, f.name, int(value))
             elif f.name == "restore_best":
                 if not isinstance(value, bool):
-                    raise ValueError(f"train.restore_best must be true or false, got {value!r}")
+                    raise UserError(f"train.restore_best must be true or false, got {value!r}")
             elif f.name in ("batch_size", "lr_patience", "fisher_batch_size", "eval_batch_size"):
                 setattr(self, f.name, int(value))
             else:
                 setattr(self, f.name, float(value))  # YAML reads 1e-4 (no dot) as a string
         if self.lr <= 0 or self.lr_min <= 0 or self.lr_factor <= 1:
-            raise ValueError("train.lr and train.lr_min must be > 0 and train.lr_factor > 1")
+            raise UserError("train.lr and train.lr_min must be > 0 and train.lr_factor > 1")
         if min(self.batch_size, self.lr_patience, self.fisher_batch_size, self.eval_batch_size) < 1:
-            raise ValueError("train.batch_size, lr_patience, fisher_batch_size and eval_batch_size must be >= 1")
+            raise UserError("train.batch_size, lr_patience, fisher_batch_size and eval_batch_size must be >= 1")
         if self.fisher_samples is not None and self.fisher_samples < 0:
-            raise ValueError("train.fisher_samples must be >= 0 (0 or null: all training inputs)")
+            raise UserError("train.fisher_samples must be >= 0 (0 or null: all training inputs)")
 
 
 @dataclass
@@ -306,7 +308,7 @@ class ClassificationLearner:
         """
         state = _read_checkpoint(path)
         if [t["name"] for t in state["tasks"]] != self.task_names:
-            raise ValueError(f"checkpoint {path} is of tasks {[t['name'] for t in state['tasks']]}, "
+            raise UserError(f"checkpoint {path} is of tasks {[t['name'] for t in state['tasks']]}, "
                              f"not this run's {self.task_names}")
         self.model.load_state_dict(state["model_state"])
         method.load_state_dict(state["method"]["state"])
@@ -423,10 +425,10 @@ class LoadedCheckpoint:
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
+        raise UserError(f"checkpoint {path} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a blip-rl classification checkpoint (format {CHECKPOINT_FORMAT})")
+        raise UserError(f"{path} is not a blip-rl classification checkpoint (format {CHECKPOINT_FORMAT})")
     return state
 
 

@@ -16,6 +16,8 @@ model with :func:`build_model` (checkpoints store it).
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 import math
 from typing import Any, Sequence
 
@@ -35,7 +37,7 @@ def _init_trunk(trunk: nn.Module, init: str) -> None:
     """Initialize BLIP layers as the authors' ``quant_layer.py``: weights N(0, 1/fan_in) clamped
     into the quantization range, biases 0 (``"normal"``); ``"orthogonal"`` keeps the core's init."""
     if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        raise UserError(f"init must be one of {INITS}, got {init!r}")
     if init == "orthogonal":
         return
     with torch.no_grad():
@@ -53,14 +55,14 @@ def _core_init(init: str) -> str:
     """The core layers' own init: skip their orthogonal init (a QR per layer, seconds for the
     2048-wide linears) when :func:`_init_trunk` draws the weights anyway."""
     if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        raise UserError(f"init must be one of {INITS}, got {init!r}")
     return "orthogonal" if init == "orthogonal" else "default"
 
 
 def _check_heads(head_sizes: Sequence[int]) -> list[int]:
     sizes = [int(n) for n in head_sizes]
     if not sizes or any(n < 1 for n in sizes):
-        raise ValueError(f"head_sizes must list a positive class count per task, got {list(head_sizes)}")
+        raise UserError(f"head_sizes must list a positive class count per task, got {list(head_sizes)}")
     return sizes
 
 
@@ -105,7 +107,7 @@ class MLP(_MultiHead):
         super().__init__()
         heads = _check_heads(head_sizes)
         if hidden < 1 or hidden_layers < 1:
-            raise ValueError(f"hidden and hidden_layers must be >= 1, got {hidden} and {hidden_layers}")
+            raise UserError(f"hidden and hidden_layers must be >= 1, got {hidden} and {hidden_layers}")
         n_in = int(math.prod(input_shape))
         layers: list[nn.Module] = [nn.Flatten()]
         for i in range(hidden_layers):
@@ -154,10 +156,10 @@ class AlexNet(_MultiHead):
         super().__init__()
         heads = _check_heads(head_sizes)
         if len(input_shape) != 3 or input_shape[1] != input_shape[2] or input_shape[1] < 20:
-            raise ValueError(f"AlexNet needs square (C, H, W) inputs with H >= 20, got {tuple(input_shape)}; "
+            raise UserError(f"AlexNet needs square (C, H, W) inputs with H >= 20, got {tuple(input_shape)}; "
                              "use arch 'mlp' for small inputs")
         if conv_mult <= 0 or fc_width < 1:
-            raise ValueError(f"conv_mult must be > 0 and fc_width >= 1, got {conv_mult} and {fc_width}")
+            raise UserError(f"conv_mult must be > 0 and fc_width >= 1, got {conv_mult} and {fc_width}")
         d1, d2 = (float(p) for p in dropout)
         channels, size = int(input_shape[0]), int(input_shape[1])
         widths = [round(64 * conv_mult), round(128 * conv_mult), round(256 * conv_mult)]
@@ -169,7 +171,7 @@ class AlexNet(_MultiHead):
             layers += [BlipConv2d(c_in, width, k, **blip), nn.ReLU(), nn.Dropout(p), nn.MaxPool2d(2)]
             s, c_in = _conv_out(s, k) // 2, width
         if s < 1:
-            raise ValueError(f"input size {size} is too small for the AlexNet trunk")
+            raise UserError(f"input size {size} is too small for the AlexNet trunk")
         layers += [nn.Flatten(),
                    BlipLinear(c_in * s * s, fc_width, **blip), nn.ReLU(), nn.Dropout(d2),
                    BlipLinear(fc_width, fc_width, **blip), nn.ReLU(), nn.Dropout(d2)]
@@ -192,12 +194,12 @@ def build_model(arch: str, **kwargs: Any) -> _MultiHead:
     :raises ValueError: for an unknown architecture or argument.
     """
     if arch not in ARCHS:
-        raise ValueError(f"unknown model arch {arch!r}; choose one of {sorted(ARCHS)}")
+        raise UserError(f"unknown model arch {arch!r}; choose one of {sorted(ARCHS)}")
     cls = ARCHS[arch]
     import inspect
 
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown model option(s) {unknown} for arch {arch!r}; it takes {allowed}")
+        raise UserError(f"unknown model option(s) {unknown} for arch {arch!r}; it takes {allowed}")
     return cls(**kwargs)

@@ -21,6 +21,8 @@ A method is one module: the class, its options as a dataclass (``Options``), and
 """
 from __future__ import annotations
 
+from ...errors import UserError
+
 import dataclasses
 import importlib
 import typing
@@ -35,7 +37,7 @@ __all__ = ["ContinualMethod", "MethodError", "METHODS", "register", "resolve_met
            "make_method", "method_spec"]
 
 
-class MethodError(ValueError):
+class MethodError(UserError):
     """A method cannot be found, built or given these options; the message says what to do."""
 
 
