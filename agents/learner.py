@@ -6,8 +6,6 @@ evaluations, and saves checkpoints through it.
 """
 from __future__ import annotations
 
-from blip_rl.errors import UserError
-
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,24 +18,19 @@ from stable_baselines3.common.logger import configure
 
 import blip_rl
 from blip_rl.config import TrainConfig, to_dict
-from blip_rl.core import ContinualMethod, FisherData, MethodError, make_method, method_spec
 from blip_rl.continual import Evaluation
-from blip_rl.envs import Episodes, evaluate_episodes, make_vec_env, normalize_score, parse_games
-from blip_rl.system import Runtime, resolve_runtime
+from blip_rl.continual.rng import get_rng_state, set_rng_state
+from blip_rl.core import ContinualMethod, FisherData, method_spec
+from blip_rl.envs import make_vec_env, normalize_score, parse_games
 from blip_rl.io import atomic_torch_save
+from blip_rl.system import Runtime, resolve_runtime
 
+from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+from .evaluation import evaluate_game
 from .policies import MultiHeadPolicy
 from .ppo import ContinualPPO
 
-__all__ = ["AtariLearner", "CHECKPOINT_FORMAT", "load_checkpoint", "load_method", "read_checkpoint", "CheckpointError",
-           "evaluate_game"]
-
-CHECKPOINT_FORMAT = "blip-rl/atari-ppo"
-CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(UserError):
-    """A checkpoint cannot be used; the message says why and what to do."""
+__all__ = ["AtariLearner"]
 
 
 class _Hooks(BaseCallback):
@@ -158,15 +151,13 @@ class AtariLearner:
         self.model.start_game(self.env, k, self.cfg.steps_per_game, adam_eps=self.cfg.ppo.adam_eps)
         if self._resume is not None and self._resume["task"] == k:
             progress, self._resume = self._resume, None
-            self.model.policy.optimizer.load_state_dict(progress["optimizer"])
-            self.model._game_start = progress["game_start"]
-            self.model._n_updates = progress["n_updates"]
-            _set_rng_state(progress["rng"])
+            self.model.load_progress_state(progress)
+            set_rng_state(progress["rng"])
 
     def learn(self, k: int, budget: int, on_update: Callable[[int], None],
               should_stop: Callable[[], bool] | None = None) -> bool:
         """PPO on game k until ``budget`` env steps of it are done; False if stopped early."""
-        left = self.model._game_start + budget - self.global_step
+        left = self.model.steps_left(budget)
         if left <= 0:
             return True
         hooks = _Hooks(should_stop)
@@ -182,9 +173,7 @@ class AtariLearner:
 
     def fisher_data(self, k: int) -> FisherData:
         """States from the policy's own last rollout on game k (``cfg.fisher_samples`` of them)."""
-        # After an update SB3 has flattened the buffer to (n_steps * n_envs, *obs_shape).
-        obs = self.model.rollout_buffer.observations
-        obs = obs.reshape(-1, *self.policy.observation_space.shape)
+        obs = self.model.last_rollout_observations()
         rng = np.random.default_rng(self.cfg.seed + k)
         if len(obs) > self.cfg.fisher_samples:
             obs = obs[np.sort(rng.choice(len(obs), self.cfg.fisher_samples, replace=False))]
@@ -229,10 +218,8 @@ class AtariLearner:
             payload["progress"] = {
                 "task": tasks_done if tasks_done < len(self.games) else None,
                 "in_task": self._env_game == tasks_done,  # stopped inside task `tasks_done`
-                "optimizer": self.model.policy.optimizer.state_dict(),
-                "game_start": self.model._game_start,
-                "n_updates": self.model._n_updates,
-                "rng": _get_rng_state(),
+                **self.model.progress_state(),
+                "rng": get_rng_state(),
             }
         atomic_torch_save(payload, path)
 
@@ -252,118 +239,3 @@ class AtariLearner:
         self.env.close()
 
 
-def _get_rng_state() -> dict[str, Any]:
-    import random
-
-    # Plain lists and ints, so that checkpoints load with torch.load(weights_only=True).
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss],
-             "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import random
-
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *, seed: int,
-                  episodes: int | None = None, method: ContinualMethod | None = None,
-                  on_episode: Callable[[int, int], None] | None = None,
-                  on_step: Callable[[int], None] | None = None, num_threads: int = 0) -> Episodes:
-    """Play ``episodes`` (default ``cfg.eval.episodes``) full games of ``game`` with head ``head``.
-
-    The games run at once on one vector env (``cfg.eval.n_envs`` copies; 0: one per game), one
-    batched forward per step. Actions are greedy when ``cfg.eval.deterministic`` (the paper),
-    else sampled from the policy with a generator seeded from ``seed`` so that evaluations are
-    reproducible. ``on_episode(done, total)`` is called as games end, ``on_step(steps)``
-    every 100 steps. The games are played between ``method.before_eval(head + 1)`` and
-    ``method.after_eval(head + 1)`` (e.g. a method's mask for that task).
-    """
-    ev = cfg.eval
-    gen = torch.Generator(device=policy.device).manual_seed(seed)
-    if method is not None:
-        method.before_eval(head + 1)
-    try:
-        with policy.weight_cast_cache():
-            return evaluate_episodes(
-            lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game,
-            episodes=episodes or ev.episodes, seed=seed + ev.seed_offset, n_envs=ev.n_envs,
-            max_episode_steps=ev.max_episode_steps, backend=cfg.env.backend, num_threads=num_threads,
-            on_episode=on_episode, on_step=on_step, frame_stack=cfg.env.frame_stack, frameskip=cfg.env.frameskip,
-            noop_max=cfg.env.noop_max, repeat_action_probability=cfg.env.repeat_action_probability)
-    finally:
-        if method is not None:
-            method.after_eval(head + 1)
-
-
-def read_checkpoint(path: str | Path, *, device: str = "cpu") -> dict[str, Any]:
-    """The payload of a checkpoint, validated.
-
-    :raises CheckpointError: missing, truncated or corrupt file, or one of another format/version.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist (look in RUN_DIR/checkpoints/)")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/corrupt zips
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
-                              "use another one from the same run dir") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a blip-rl Atari checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}; this blip-rl "
-                              f"({blip_rl.__version__}) reads version {CHECKPOINT_VERSION}")
-    return payload
-
-
-def load_method(payload: dict[str, Any], policy: MultiHeadPolicy) -> ContinualMethod:
-    """Rebuild a checkpoint's continual method on ``policy``'s trunk, with its options and state.
-
-    Checkpoints written before the method registry have no ``method_spec``: the method and its
-    options come from the run's config, which they hold.
-
-    :raises CheckpointError: the method cannot be imported or rebuilt here.
-    """
-    spec = payload.get("method_spec")
-    if spec is None:
-        from blip_rl.config import TrainConfig, merge
-
-        cfg = merge(TrainConfig(), {k: v for k, v in payload["config"].items()
-                                    if k in ("method", "blip", "ewc", "method_options")})
-        spec = {"spec": cfg.method, "options": cfg.method_kwargs()}
-    try:
-        method = make_method(spec["spec"], policy.trunk, **spec["options"])
-        method.load_state_dict(payload["method"])
-    except MethodError as exc:
-        raise CheckpointError(f"cannot rebuild the method of this checkpoint: {exc}") from None
-    return method
-
-
-def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHeadPolicy, dict[str, Any]]:
-    """Rebuild the policy from a checkpoint alone; returns ``(policy, metadata)``.
-
-    :raises CheckpointError: see :func:`read_checkpoint`, or a network this version cannot build.
-    """
-    payload = read_checkpoint(path, device=device)
-    obs_space = spaces.Box(0, 255, (payload["frame_stack"], 84, 84), np.uint8)
-    policy = MultiHeadPolicy(obs_space, spaces.Discrete(payload["n_actions"][0]), lambda _: 0.0,
-                             extractor_kwargs=payload["extractor_kwargs"])
-    for n in payload["n_actions"][1:]:
-        policy.add_head(n)
-    try:
-        policy.load_state_dict(payload["policy"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} holds a network this blip-rl cannot rebuild: {exc}") from None
-    policy.to(device)
-    policy.set_training_mode(False)
-    return policy, payload

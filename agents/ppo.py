@@ -86,6 +86,27 @@ class ContinualPPO(PPO):
         if self.method is not None:
             self._hook = self.method.attach_optimizer(self.policy.optimizer)
 
+    # -- what the learner needs of SB3's internals (the one place that touches them) ---------------
+    def steps_left(self, budget: int) -> int:
+        """Env steps of the current game still to learn for a budget of ``budget`` per game."""
+        return self._game_start + int(budget) - self.num_timesteps
+
+    def last_rollout_observations(self) -> np.ndarray:
+        """The last rollout's observations, ``(n_steps * n_envs, *obs_shape)`` (uint8)."""
+        # After an update SB3 has flattened the buffer to (n_steps * n_envs, *obs_shape).
+        return self.rollout_buffer.observations.reshape(-1, *self.observation_space.shape)
+
+    def progress_state(self) -> dict[str, Any]:
+        """What continuing the current game needs: the optimizer, the game's start, update count."""
+        return {"optimizer": self.policy.optimizer.state_dict(), "game_start": self._game_start,
+                "n_updates": self._n_updates}
+
+    def load_progress_state(self, state: dict[str, Any]) -> None:
+        """Take up :meth:`progress_state` after :meth:`start_game` of the same game."""
+        self.policy.optimizer.load_state_dict(state["optimizer"])
+        self._game_start = int(state["game_start"])
+        self._n_updates = int(state["n_updates"])
+
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         # Linear LR decay within each game (a new schedule per game), not over the whole run.
         if self._game_budget > 0:

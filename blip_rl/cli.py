@@ -70,15 +70,57 @@ def _precision_flag(args: argparse.Namespace) -> str | None:
 
 
 # -- train ------------------------------------------------------------------------------------------
+#: The flags that set a run's config, declared once: ``train`` adds them all, ``sweep`` adds
+#: those it does not vary itself and passes the given ones to every run, and ``--resume``
+#: refuses them (a run goes on with its own config.yaml). (flag, config key, type, help)
+CONFIG_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--games", "games", str, "comma-separated games, e.g. kungfu,boxing (see `blip-rl games`)"),
+    ("--method", "method", str, "a registered method ({methods}) or package.module:Class "
+                                "(options: --set method_options.KEY=VALUE)"),
+    ("--steps-per-game", "steps_per_game", int, "env steps per game"),
+    ("--n-envs", "env.n_envs", int, "parallel environments"),
+    ("--seed", "seed", int, "seed of the run"),
+    ("--device", "device", str, "auto | cpu | cuda"),
+    ("--precision", "precision", str, "auto (default: bf16 only where native and faster) | fp32 | bf16"),
+    ("--backend", "env.backend", str, "env backend: ale | sb3"),
+    ("--eval-every", "eval.every", int, "env steps between evaluations of all learned games"),
+    ("--eval-episodes", "eval.episodes", int, "evaluation games per learned game"),
+    ("--f-prior", "blip.f_prior", float, "BLIP's F_prior"),
+    ("--ig-rule", "blip.ig_rule", str, "paper | official"),
+)
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
+    """Add :data:`CONFIG_FLAGS` (but ``skip``), ``--config``, ``--set`` and ``--fast``."""
+    from .core import METHODS  # the registry, never a list of names
+
+    parser.add_argument("--config", help="YAML config (e.g. configs/atari6.yaml, configs/quick.yaml)")
+    for flag, _key, kind, help_text in CONFIG_FLAGS:
+        if flag not in skip:
+            parser.add_argument(flag, type=kind, help=help_text.format(methods=", ".join(sorted(METHODS))))
+    parser.add_argument("--fast", action="store_const", const=True, help="alias of --precision bf16")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. ppo.n_steps=128")
+
+
+def given_config_flags(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The config flags given on this command line, as ``(flag, value)``."""
+    given = [(flag, getattr(args, _dest(flag), None)) for flag, *_ in CONFIG_FLAGS]
+    given += [("--config", args.config), ("--fast", args.fast)]
+    given += [("--set", item) for item in args.set or []]
+    return [(flag, value) for flag, value in given if value not in (None, False)]
+
+
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    mapping = {
-        "games": args.games, "method": args.method, "steps_per_game": args.steps_per_game,
-        "env.n_envs": args.n_envs, "seed": args.seed, "device": args.device, "precision": _precision_flag(args),
-        "threads": _threads_flag(args),
-        "env.backend": args.backend, "eval.every": args.eval_every, "eval.episodes": args.eval_episodes,
-        "blip.f_prior": args.f_prior, "blip.ig_rule": args.ig_rule,
-    }
-    overrides = {k: v for k, v in mapping.items() if v is not None}
+    overrides = {key: getattr(args, _dest(flag)) for flag, key, *_ in CONFIG_FLAGS
+                 if getattr(args, _dest(flag)) is not None}
+    if _precision_flag(args) is not None:
+        overrides["precision"] = _precision_flag(args)
+    if _threads_flag(args) is not None:
+        overrides["threads"] = _threads_flag(args)
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -89,15 +131,11 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-_RUN_FLAGS = ("config", "games", "method", "steps_per_game", "n_envs", "seed", "device", "backend", "fast",
-              "precision", "eval_every", "eval_episodes", "f_prior", "ig_rule", "set", "run_dir")
-
-
 def _resume_state(run_dir: Path):
     """Config, results and newest checkpoint payload (or None) of an existing run dir."""
     import json as _json
 
-    from .agents.learner import read_checkpoint
+    from .agents.checkpoint import read_checkpoint
     from .config import load_config
     from .continual import LATEST, PROGRESS, Results
 
@@ -123,7 +161,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     payload = results = None
     notes: list[str] = []
     if args.resume:
-        given = [f"--{f.replace('_', '-')}" for f in _RUN_FLAGS if getattr(args, f) not in (None, False)]
+        given = sorted({flag for flag, _ in given_config_flags(args)} | ({"--run-dir"} if args.run_dir else set()))
         if given:
             raise UserError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
         run_dir = Path(args.resume)
@@ -244,7 +282,8 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     from tqdm import tqdm
 
-    from .agents.learner import evaluate_game, load_checkpoint, load_method
+    from .agents.checkpoint import load_checkpoint, load_method
+    from .agents.evaluation import evaluate_game
     from .config import merge, TrainConfig
     from .envs import get_game, normalize_score
 
@@ -359,25 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="learn games one after another with a continual method")
-    t.add_argument("--config", help="YAML config (e.g. configs/atari6.yaml, configs/quick.yaml)")
-    t.add_argument("--games", help="comma-separated games, e.g. kungfu,boxing (see `blip-rl games`)")
-    from .core import METHODS
-
-    t.add_argument("--method", help=f"a registered method ({', '.join(sorted(METHODS))}) or package.module:Class "
-                                    "(options: --set method_options.KEY=VALUE)")
-    t.add_argument("--steps-per-game", type=int, help="env steps per game")
-    t.add_argument("--n-envs", type=int, help="parallel environments")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", help="auto | cpu | cuda")
-    t.add_argument("--precision", help="auto (default: bf16 only where native and faster) | fp32 | bf16")
-    t.add_argument("--fast", action="store_const", const=True, help="alias of --precision bf16")
+    add_config_flags(t)
     t.add_argument("--threads", type=int, help="torch and env threads (default: every core this process may use)")
-    t.add_argument("--backend", help="env backend: ale | sb3")
-    t.add_argument("--eval-every", type=int, help="env steps between evaluations of all learned games")
-    t.add_argument("--eval-episodes", type=int, help="evaluation games per learned game")
-    t.add_argument("--f-prior", type=float, help="BLIP's F_prior")
-    t.add_argument("--ig-rule", help="paper | official")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. ppo.n_steps=128")
     t.add_argument("--run-dir", help="new directory for this run's files")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

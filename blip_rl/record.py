@@ -317,7 +317,7 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     """
     import torch
 
-    from .agents.learner import load_checkpoint, load_method
+    from .agents.checkpoint import load_checkpoint, load_method
     from .config import TrainConfig, merge
     from .envs import get_game
 

@@ -346,7 +346,7 @@ def _trunk(path: Path) -> Any:
         from .classification.learner import load_checkpoint as load_classify
 
         return load_classify(path).model.trunk
-    from .agents.learner import load_checkpoint
+    from .agents.checkpoint import load_checkpoint
 
     return load_checkpoint(path)[0].trunk
 

@@ -27,8 +27,6 @@ from .io import atomic_write_json, atomic_write_text
 __all__ = ["register", "plan_runs", "run_sweep"]
 
 #: ``train`` options a sweep passes through to every run (method and seed come from the sweep).
-PASS_THROUGH = ("games", "steps_per_game", "n_envs", "device", "backend", "eval_every", "eval_episodes",
-                "f_prior", "ig_rule")
 
 
 def _require_ray():
@@ -54,15 +52,16 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     for m in methods:
         resolve_method(m)  # a registered name or package.module:Class; the error says what to do
+    from .cli import given_config_flags
+
     common: list[str] = []
-    if args.config:
-        common += ["--config", str(Path(args.config).resolve())]
-    for name in PASS_THROUGH:
-        value = getattr(args, name)
-        if value is not None:
-            common += [f"--{name.replace('_', '-')}", str(value)]
-    for item in args.set or []:
-        common += ["--set", item]
+    for flag, value in given_config_flags(args):  # train's own flags, declared once in cli.py
+        if flag == "--config":
+            common += [flag, str(Path(value).resolve())]
+        elif flag == "--fast":
+            common.append(flag)
+        else:
+            common += [flag, str(value)]
     if args.cpus_per_run:
         common += ["--threads", str(args.cpus_per_run)]
     out = Path(args.out).resolve()
@@ -175,20 +174,12 @@ def register(sub) -> None:
     s.add_argument("--methods", required=True, help="comma-separated, e.g. blip,ewc,ft")
     s.add_argument("--seeds", required=True, help="comma-separated integers, e.g. 1,2,3")
     s.add_argument("--out", required=True, help="sweep dir: one run dir per method and seed")
-    s.add_argument("--config", help="YAML config for every run (e.g. configs/atari6.yaml)")
     s.add_argument("--address", help="join a Ray cluster (auto, or ray://HOST:PORT); default: local Ray")
-    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: the cores this process may use)")
     s.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each run reserves (and torch threads)")
     s.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run reserves (e.g. 1, or 0.5)")
     s.add_argument("--retries", type=int, default=2, help="resumes of a failed run from its checkpoint")
-    s.add_argument("--games")
-    s.add_argument("--steps-per-game", type=int)
-    s.add_argument("--n-envs", type=int)
-    s.add_argument("--device")
-    s.add_argument("--backend")
-    s.add_argument("--eval-every", type=int)
-    s.add_argument("--eval-episodes", type=int)
-    s.add_argument("--f-prior", type=float)
-    s.add_argument("--ig-rule")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    from .cli import add_config_flags
+
+    add_config_flags(s, skip=("--method", "--seed"))  # every other train flag passes through to each run
     s.set_defaults(func=_cmd_sweep)

@@ -104,7 +104,7 @@ def test_unwritable_run_dir_and_bad_resume_are_clear_errors(tmp_path):
 
 
 def test_checkpoint_of_another_version_is_refused(tmp_path):
-    from blip_rl.agents.learner import CheckpointError, load_checkpoint
+    from blip_rl.agents.checkpoint import CheckpointError, load_checkpoint
 
     torch.save({"format": "blip-rl/atari-ppo", "version": 99}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="version 99"):

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from blip_rl import record as rec_mod
-from blip_rl.agents.learner import evaluate_game, load_checkpoint
+from blip_rl.agents.checkpoint import load_checkpoint
+from blip_rl.agents.evaluation import evaluate_game
 from blip_rl.config import EnvConfig, TrainConfig, merge
 from blip_rl.envs import get_game
 from blip_rl.record import play, record_game

@@ -4,7 +4,8 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from blip_rl.agents.learner import AtariLearner, load_checkpoint
+from blip_rl.agents.checkpoint import load_checkpoint
+from blip_rl.agents.learner import AtariLearner
 from blip_rl.agents.policies import MultiHeadPolicy
 from blip_rl.agents.ppo import ContinualPPO
 from blip_rl.config import load_config
@@ -67,7 +68,7 @@ def test_blip_keeps_first_game_policy_within_frozen_intervals_while_ft_moves(tmp
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    from blip_rl.agents.learner import CheckpointError
+    from blip_rl.agents.checkpoint import CheckpointError
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
@@ -167,7 +168,7 @@ def _fc_weight_casts(policy, fn) -> int:
 
 
 def test_fast_rollouts_and_evaluations_cast_the_trunk_weights_once():
-    from blip_rl.agents.learner import evaluate_game
+    from blip_rl.agents.evaluation import evaluate_game
     from blip_rl.envs import get_game
 
     model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), fast=True, **PPO_KW)
