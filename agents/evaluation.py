@@ -7,7 +7,7 @@ import torch
 
 from blip_rl.config import TrainConfig
 from blip_rl.core import ContinualMethod
-from blip_rl.envs import Episodes, evaluate_episodes
+from blip_rl.envs import AtariSettings, Episodes, evaluate_episodes
 
 from .policies import MultiHeadPolicy
 
@@ -34,11 +34,10 @@ def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *,
     try:
         with policy.weight_cast_cache():
             return evaluate_episodes(
-            lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game,
-            episodes=episodes or ev.episodes, seed=seed + ev.seed_offset, n_envs=ev.n_envs,
-            max_episode_steps=ev.max_episode_steps, backend=cfg.env.backend, num_threads=num_threads,
-            on_episode=on_episode, on_step=on_step, frame_stack=cfg.env.frame_stack, frameskip=cfg.env.frameskip,
-            noop_max=cfg.env.noop_max, repeat_action_probability=cfg.env.repeat_action_probability)
+                lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game,
+                episodes=episodes or ev.episodes, seed=seed + ev.seed_offset, n_envs=ev.n_envs,
+                settings=AtariSettings.of(cfg.env).replace(max_episode_steps=ev.max_episode_steps),
+                num_threads=num_threads, on_episode=on_episode, on_step=on_step)
     finally:
         if method is not None:
             method.after_eval(head + 1)

@@ -21,7 +21,7 @@ from blip_rl.config import TrainConfig, to_dict
 from blip_rl.continual import Evaluation
 from blip_rl.continual.rng import get_rng_state, set_rng_state
 from blip_rl.core import ContinualMethod, FisherData, method_spec
-from blip_rl.envs import make_vec_env, normalize_score, parse_games
+from blip_rl.envs import AtariSettings, make_vec_env, normalize_score, parse_games
 from blip_rl.io import atomic_torch_save
 from blip_rl.system import Runtime, resolve_runtime
 
@@ -136,9 +136,7 @@ class AtariLearner:
     def _make_env(self, k: int):
         e = self.cfg.env
         return make_vec_env(self.games[k], n_envs=e.n_envs, seed=self.cfg.seed + 1000 * k, training=True,
-                            backend=e.backend, frame_stack=e.frame_stack, frameskip=e.frameskip,
-                            noop_max=e.noop_max, repeat_action_probability=e.repeat_action_probability,
-                            max_episode_steps=e.max_episode_steps, num_threads=self.runtime.env_threads)
+                            settings=AtariSettings.of(e), num_threads=self.runtime.env_threads)
 
     def begin_task(self, k: int, method: ContinualMethod) -> None:
         if self._env_game != k:

@@ -157,17 +157,15 @@ def play(policy, head: int, game, env_cfg, *, seed: int, max_steps: int, on_fram
     """Play one game of ``game`` with head ``head`` of ``policy``, passing every RGB screen to
     ``on_frame`` (the screen at reset, then one per agent step).
 
-    :param env_cfg: the run's :class:`blip_rl.config.EnvConfig` (backend and preprocessing).
+    :param env_cfg: the run's :class:`blip_rl.envs.AtariSettings` (or its config's ``env``
+        section, which holds the same fields).
     :param seed: the env's seed (evaluation envs use the run's seed + ``eval.seed_offset``).
     :param max_steps: agent steps at most (>= 1).
     :param deterministic: greedy actions; else sampled with ``generator``.
     """
-    from .envs import make_vec_env
+    from .envs import AtariSettings, make_vec_env
 
-    env = make_vec_env(game, n_envs=1, seed=seed, training=False, backend=env_cfg.backend,
-                       frame_stack=env_cfg.frame_stack, frameskip=env_cfg.frameskip, noop_max=env_cfg.noop_max,
-                       repeat_action_probability=env_cfg.repeat_action_probability,
-                       max_episode_steps=env_cfg.max_episode_steps, num_threads=1)
+    env = make_vec_env(game, n_envs=1, seed=seed, training=False, settings=AtariSettings.of(env_cfg), num_threads=1)
     screen = None
     score, steps, game_over = 0.0, 0, False
     try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .games import GAMES, PAPER_GAMES, Game, get_game, list_games, normalize_score, parse_games
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .atari import BACKENDS, AtariVecEnv, Episodes, evaluate_episodes, evaluate_policy, make_vec_env
+    from .atari import BACKENDS, AtariSettings, AtariVecEnv, Episodes, evaluate_episodes, evaluate_policy, make_vec_env
 
 __all__ = [
     "Game",
@@ -25,6 +25,7 @@ __all__ = [
     "normalize_score",
     "list_games",
     "AtariVecEnv",
+    "AtariSettings",
     "BACKENDS",
     "make_vec_env",
     "Episodes",
@@ -32,7 +33,7 @@ __all__ = [
     "evaluate_policy",
 ]
 
-_LAZY = {"AtariVecEnv", "BACKENDS", "Episodes", "make_vec_env", "evaluate_episodes", "evaluate_policy"}
+_LAZY = {"AtariVecEnv", "AtariSettings", "BACKENDS", "Episodes", "make_vec_env", "evaluate_episodes", "evaluate_policy"}
 
 
 def __getattr__(name: str) -> Any:

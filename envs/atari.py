@@ -27,7 +27,8 @@ from blip_rl.errors import UserError
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
@@ -39,7 +40,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 
 from .games import Game, get_game
 
-__all__ = ["AtariVecEnv", "BACKENDS", "Episodes", "make_vec_env", "evaluate_episodes", "evaluate_policy"]
+__all__ = ["AtariVecEnv", "AtariSettings", "BACKENDS", "Episodes", "make_vec_env", "evaluate_episodes", "evaluate_policy"]
 
 #: Names accepted by ``make_vec_env(backend=...)``.
 BACKENDS = ("ale", "sb3")
@@ -366,19 +367,61 @@ def _make_sb3_vec_env(
     return _AgentStepEpisodeLength(venv)
 
 
+@dataclass(frozen=True)
+class AtariSettings:
+    """How every env of a run plays and preprocesses a game: one value, passed whole.
+
+    The fields are those of a config's ``env:`` section (:meth:`of` reads them from it).
+    """
+
+    #: ``"ale"`` (ale-py's native C++ vector env) or ``"sb3"`` (``make_atari_env`` + ``VecFrameStack``
+    #: + ``VecTransposeImage``, a reference to check the native one against).
+    backend: str = "ale"
+    #: frames stacked channel-first in each observation
+    frame_stack: int = 4
+    #: emulator frames per agent step (action repeat, max over the last two frames)
+    frameskip: int = 4
+    #: at most this many no-op frames at the start of each game
+    noop_max: int = 30
+    #: ALE sticky-action probability (0 as in the paper's NoFrameskip-v4 envs)
+    repeat_action_probability: float = 0.0
+    #: a game is cut after this many agent steps (27000 = 108k frames = 30 min). The ``"sb3"``
+    #: backend counts ALE frames including the few no-op/FIRE frames at reset, so it may cut a
+    #: few steps earlier.
+    max_episode_steps: int = 27000
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r}; use one of {', '.join(map(repr, BACKENDS))}")
+        _check_int("frame_stack", self.frame_stack, 1)
+        _check_int("frameskip", self.frameskip, 1)
+        _check_int("noop_max", self.noop_max, 0)
+        _check_int("max_episode_steps", self.max_episode_steps, 1)
+        if not 0.0 <= float(self.repeat_action_probability) <= 1.0:
+            raise UserError(f"repeat_action_probability must lie in [0, 1], got {self.repeat_action_probability!r}")
+
+    @classmethod
+    def of(cls, source: Any) -> "AtariSettings":
+        """The settings held by ``source`` (e.g. a config's ``env`` section), by attribute name."""
+        return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
+
+    def replace(self, **changes: Any) -> "AtariSettings":
+        """A copy with ``changes`` (field names only)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"AtariSettings has no field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+
 def make_vec_env(
     game: Game | str,
     *,
     n_envs: int,
     seed: int,
     training: bool = True,
-    backend: str = "ale",
-    frame_stack: int = 4,
-    frameskip: int = 4,
-    noop_max: int = 30,
-    repeat_action_probability: float = 0.0,
-    max_episode_steps: int = 27000,
+    settings: AtariSettings | None = None,
     num_threads: int = 0,
+    **changes: Any,
 ) -> VecEnv:
     """Make ``n_envs`` preprocessed copies of an Atari game as an SB3 ``VecEnv``.
 
@@ -390,48 +433,26 @@ def make_vec_env(
         training: True: a life loss ends the episode for learning (``done``, the game going on)
             and rewards are clipped to {-1, 0, 1}; False: full games and raw rewards. Either way
             ``infos[i]["episode"]["r"]`` is the raw score of each full game.
-        backend: ``"ale"`` (ale-py's native C++ vector env, default) or ``"sb3"``
-            (``make_atari_env`` + ``VecFrameStack`` + ``VecTransposeImage``).
-        frame_stack: frames stacked channel-first in each observation.
-        frameskip: emulator frames per agent step (action repeat, max over the last two frames).
-        noop_max: at most this many no-op frames at the start of each game.
-        repeat_action_probability: ALE sticky-action probability (0 as in the paper's v4 envs).
-        max_episode_steps: a game is truncated after this many agent steps (27000 = 108k frames
-            = 30 min). The ``"sb3"`` backend counts ALE frames including the few no-op/FIRE
-            frames at reset, so it may truncate a few steps earlier.
+        settings: how the game is played and preprocessed (default :class:`AtariSettings`()).
         num_threads: worker threads of the ``"ale"`` backend; 0 = min(n_envs, CPU cores).
             Ignored by ``"sb3"``.
+        changes: fields of ``settings`` to change for this env (e.g. ``max_episode_steps=80``).
 
     Returns:
         A ``VecEnv`` with ``observation_space == Box(0, 255, (frame_stack, 84, 84), uint8)`` and
         ``action_space == Discrete(game.n_actions)`` (minimal action set). Close it when done.
 
     Raises:
-        ValueError: a bad argument (the message says what to give instead).
+        UserError: a bad argument (the message says what to give instead).
     """
     game = game if isinstance(game, Game) else get_game(game)
     n_envs = _check_int("n_envs", n_envs, 1, " (the number of parallel envs)")
     seed = _check_seed(seed, n_envs)
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; use one of {', '.join(map(repr, BACKENDS))}")
-    frame_stack = _check_int("frame_stack", frame_stack, 1)
-    frameskip = _check_int("frameskip", frameskip, 1)
-    noop_max = _check_int("noop_max", noop_max, 0)
-    max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+    settings = (settings or AtariSettings()).replace(**changes)
     num_threads = _check_int("num_threads", num_threads, 0, " (0 picks min(n_envs, CPU cores))")
-    if not 0.0 <= float(repeat_action_probability) <= 1.0:
-        raise UserError(f"repeat_action_probability must lie in [0, 1], got {repeat_action_probability!r}")
-    kwargs = dict(
-        n_envs=n_envs,
-        seed=seed,
-        training=bool(training),
-        frame_stack=frame_stack,
-        frameskip=frameskip,
-        noop_max=noop_max,
-        repeat_action_probability=float(repeat_action_probability),
-        max_episode_steps=max_episode_steps,
-    )
-    if backend == "ale":
+    kwargs = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "backend"}
+    kwargs.update(n_envs=n_envs, seed=seed, training=bool(training))
+    if settings.backend == "ale":
         return AtariVecEnv(game, num_threads=num_threads, **kwargs)
     return _make_sb3_vec_env(game, **kwargs)
 
@@ -463,19 +484,18 @@ def evaluate_episodes(
     episodes: int,
     seed: int,
     n_envs: int | None = None,
-    max_episode_steps: int = 27000,
-    backend: str = "ale",
+    settings: AtariSettings | None = None,
     num_threads: int = 0,
     on_episode: Callable[[int, int], None] | None = None,
     on_step: Callable[[int], None] | None = None,
-    **env_kwargs: Any,
+    **changes: Any,
 ) -> Episodes:
     """Play ``episodes`` full games of ``game`` with ``act_fn``, in parallel, and return them.
 
     All games run at once on one vector env of ``n_envs`` copies (default: one per game, up to
-    64), so ``act_fn`` sees one batch of observations per step. ``env_kwargs`` (``frame_stack``,
-    ``frameskip``, ``noop_max``, ``repeat_action_probability``) go to :func:`make_vec_env`:
-    give the ones the policy was trained with.
+    64), so ``act_fn`` sees one batch of observations per step. ``settings`` (with ``changes``,
+    e.g. ``max_episode_steps``) go to :func:`make_vec_env`: give the ones the policy was trained
+    with.
 
     Uses an evaluation env (``training=False``: full games, raw rewards), env ``i`` seeded
     ``seed + i``. ``act_fn`` maps the uint8 observation batch ``(n_envs, 4, 84, 84)`` to one
@@ -494,9 +514,8 @@ def evaluate_episodes(
         n_envs = min(episodes, 64)
     n_envs = min(_check_int("n_envs", n_envs, 1), episodes)
     quotas = [(episodes + i) // n_envs for i in range(n_envs)]
-    extra = {"num_threads": min(num_threads, n_envs)} if backend == "ale" else {}
-    env = make_vec_env(game, n_envs=n_envs, seed=seed, training=False, backend=backend,
-                       max_episode_steps=max_episode_steps, **extra, **env_kwargs)
+    env = make_vec_env(game, n_envs=n_envs, seed=seed, training=False, settings=settings,
+                       num_threads=min(num_threads, n_envs), **changes)
     out = Episodes()
     played = [0] * n_envs
     steps = 0
