@@ -121,14 +121,33 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["precision"] = _precision_flag(args)
     if _threads_flag(args) is not None:
         overrides["threads"] = _threads_flag(args)
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set takes KEY=VALUE (e.g. --set ppo.n_steps=128), got {item!r}")
-        import yaml
+    from .config import parse_assignments
 
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update(parse_assignments(args.set))
     return overrides
+
+
+def _resumed_precision(run_dir: Path, cfg) -> str:
+    """``auto`` keeps the precision the run started with while it goes on on the same kind of
+    machine (same device, CPU model, flags and torch ISA): a resumed run does not switch
+    precision because a probe timed a busy moment differently. Elsewhere it chooses anew."""
+    import yaml
+
+    from .config import RUNTIME_KEY
+    from .system import cpu_info, resolve_device
+
+    if cfg.precision != "auto":
+        return cfg.precision
+    try:
+        before = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get(RUNTIME_KEY) or {}
+        device = str(resolve_device(cfg.device))
+    except (OSError, yaml.YAMLError, ValueError, AttributeError):
+        return "auto"
+    info = cpu_info()
+    here = {"model": info.model, "flags": list(info.flags), "torch_isa": info.torch_isa}
+    cpu = before.get("cpu") or {}
+    same = before.get("device") == device and all(cpu.get(k) == v for k, v in here.items())
+    return before["precision"] if same and before.get("precision") in ("fp32", "bf16") else "auto"
 
 
 def _resume_state(run_dir: Path):
@@ -169,8 +188,14 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             raise UserError(f"cannot resume: {run_dir} does not exist")
         cfg, results, payload = _resume_state(run_dir)
         threads = _threads_flag(args)  # a resumed run may land on another machine
-        runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision,
+        precision = _resumed_precision(run_dir, cfg)
+        runtime = resolve_runtime_or_exit(device=cfg.device, precision=precision,
                                           threads=cfg.threads if threads is None else threads, n_envs=cfg.env.n_envs)
+        if precision != cfg.precision:
+            import dataclasses
+
+            runtime = dataclasses.replace(runtime, precision_reason="auto: kept from the start of this run, on the "
+                                                                     "same kind of machine")
     else:
         if not args.run_dir:
             raise UserError("give --run-dir DIR for a new run (or --resume DIR to continue one)")

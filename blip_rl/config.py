@@ -10,6 +10,7 @@ from .errors import UserError
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from .core.methods import MethodError, check_options, resolve_method
 from .core.quant import DEFAULT_F_PRIOR
 from .system import PRECISIONS
 
-__all__ = ["EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
+__all__ = ["parse_assignments", "EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
            "load_config", "merge", "to_dict", "ConfigError"]
 
 
@@ -234,6 +235,11 @@ def _hints(cls) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:  # X | None
+        if value is None:
+            return None
+        return _coerce(key, value, next(a for a in args if a is not type(None)))
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}")
@@ -281,6 +287,32 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {hint}")
 
 
+def _set_in(mapping: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``mapping`` with ``key`` set; ``a.b`` sets ``b`` in the mapping ``a`` (the last dot splits,
+    so that ``methods.pkg.mod:Class.strength`` reaches the option of ``pkg.mod:Class``)."""
+    outer, dot, inner = key.rpartition(".")
+    if not dot:
+        mapping[key] = value
+        return mapping
+    sub = mapping.get(outer)
+    mapping[outer] = {**(sub if isinstance(sub, dict) else {}), inner: value}
+    return mapping
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as overrides; each value is read as YAML (``1.0e-3``, ``true``, ``[1, 2]``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE (e.g. --set ppo.n_steps=128), got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = text
+    return out
+
+
 def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
     """Return a copy of dataclass ``cfg`` with ``overrides`` applied (nested dicts or dotted keys)."""
     if not isinstance(overrides, dict):
@@ -296,7 +328,7 @@ def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
             hint = f"; did you mean {prefix}{near[0]!s}?" if near else f"; valid keys: {sorted(hints)}"
             raise ConfigError(f"unknown config key '{prefix}{raw_key}'{hint}")
         if rest and typing.get_origin(hints[head]) is dict:  # --set method_options.strength=2
-            values[head] = {**values[head], rest: value}
+            values[head] = _set_in(dict(values[head]), rest, value)
         elif rest:
             if not dataclasses.is_dataclass(hints[head]):
                 raise ConfigError(f"{prefix}{head} has no sub-keys (got {prefix}{raw_key})")

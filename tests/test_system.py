@@ -138,3 +138,20 @@ def test_a_minibatch_count_that_does_not_divide_the_rollout_is_fitted_with_a_not
     import yaml
 
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["ppo"]["n_minibatches"] == 2
+
+
+def test_a_resumed_auto_run_keeps_its_precision_on_the_same_kind_of_machine(tmp_path):
+    import yaml
+
+    from blip_rl.cli import _resumed_precision
+    from blip_rl.config import load_config, to_dict
+
+    cfg = load_config(None, {"device": "cpu"})
+    info = system.cpu_info()
+    here = {"model": info.model, "cores": info.cores, "flags": list(info.flags), "torch_isa": info.torch_isa}
+    for cpu, expected in ((here, "bf16"), ({**here, "model": "another CPU"}, "auto"),
+                          ({**here, "torch_isa": "AVX2"}, "auto")):
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(
+            {**to_dict(cfg), "runtime": {"device": "cpu", "precision": "bf16", "cpu": cpu}}))
+        assert _resumed_precision(tmp_path, cfg) == expected
+    assert _resumed_precision(tmp_path, load_config(None, {"precision": "fp32"})) == "fp32"  # explicit: as given

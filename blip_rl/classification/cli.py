@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..io import check_new_run_dir, make_run_dir
+from .learner import TrainConfig
 
 import argparse
 import shlex
@@ -46,12 +47,12 @@ class ClassifyConfig:
     :param data_dir: folder of the dataset files (not needed for the digits benchmarks).
     :param data: options of the benchmark loader (e.g. ``valid_fraction``, ``order``).
     :param model: ``arch`` (``mlp`` or ``alexnet``) and its options (widths, ``max_bits``, ``init``).
-    :param train: :class:`blip_rl.classification.learner.TrainConfig` fields.
+    :param train: the optimization, :class:`blip_rl.classification.learner.TrainConfig`.
     :param methods: options per method name (e.g. ``blip: {f_prior: 1.0e-11}``); the chosen
         method's entry is passed to :func:`blip_rl.core.make_method`.
     """
 
-    benchmark: str
+    benchmark: str = ""
     method: str = "blip"
     epochs: int = 200
     seed: int = 0
@@ -60,8 +61,8 @@ class ClassifyConfig:
     data_dir: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=lambda: {"arch": "mlp"})
-    train: dict[str, Any] = field(default_factory=dict)
-    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    methods: dict[str, Any] = field(default_factory=dict)
 
     @property
     def method_options(self) -> dict[str, Any]:
@@ -96,76 +97,50 @@ def _numbers(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _number(v) for k, v in d.items()}
 
 
-def load_config(path: str | Path, *, benchmark: str | None = None) -> ClassifyConfig:
-    """Read a YAML config; keys not in :class:`ClassifyConfig` are an error."""
+def load_config(path: str | Path, *, benchmark: str | None = None,
+                overrides: dict[str, Any] | None = None) -> ClassifyConfig:
+    """Read a YAML config, then ``overrides`` (dotted keys allowed), into the typed
+    :class:`ClassifyConfig`: an unknown key is an error naming the nearest valid one, and a
+    value of the wrong type an error naming its key (the same rules as ``blip-rl train``)."""
+    from ..config import ConfigError, merge
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; pass --config FILE "
-                         "(per-benchmark defaults are in configs/classification/)")
+                        "(per-benchmark defaults are in configs/classification/)")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config is a YAML mapping of keys to values")
     if benchmark is not None:
         raw.setdefault("benchmark", benchmark)
-    known = {f for f in ClassifyConfig.__dataclass_fields__}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UserError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    if "benchmark" not in raw:
+    if not raw.get("benchmark"):
         raise UserError(f"{path}: no 'benchmark' key")
-    for section in ("data", "model", "train", "methods"):
-        if raw.get(section) is None:
-            raw.pop(section, None)
-        elif not isinstance(raw[section], dict):
-            raise UserError(f"{path}: '{section}' must be a mapping")
-    return ClassifyConfig(**raw)
-
-
-def _set(cfg: ClassifyConfig, assignment: str) -> None:
-    """Apply ``--set a.b=value`` (value read as YAML, e.g. ``1.0e-3``, ``true``, ``[0.2, 0.2]``)."""
-    if "=" not in assignment:
-        raise UserError(f"--set takes KEY=VALUE (e.g. train.lr=0.01), got {assignment!r}")
-    key, text = assignment.split("=", 1)
-    value = _number(yaml.safe_load(text)) if text.strip() else None
-    parts = key.strip().split(".")
-    top = parts[0]
-    if top not in ClassifyConfig.__dataclass_fields__:
-        raise UserError(f"--set {key}: unknown key {top!r}; known: {sorted(ClassifyConfig.__dataclass_fields__)}")
-    if len(parts) == 1:
-        setattr(cfg, top, value)
-        return
-    target = getattr(cfg, top)
-    if not isinstance(target, dict):
-        raise UserError(f"--set {key}: {top!r} is not a section")
-    for p in parts[1:-1]:
-        target = target.setdefault(p, {})
-        if not isinstance(target, dict):
-            raise UserError(f"--set {key}: {p!r} is not a section")
-    target[parts[-1]] = value
+    # An empty section (``train:`` with nothing under it) reads as None: the defaults.
+    raw = {k: v for k, v in raw.items() if not (v is None and k in ("data", "model", "train", "methods"))}
+    try:
+        cfg = merge(ClassifyConfig(), raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return merge(cfg, overrides) if overrides else cfg
 
 
 def build_config(args: argparse.Namespace) -> ClassifyConfig:
     """The run's config: YAML file, then the command-line flags, then ``--set`` overrides."""
+    from ..config import parse_assignments
+
     path = Path(args.config) if args.config else default_config_path(args.benchmark)
-    cfg = load_config(path, benchmark=args.benchmark)
-    if args.config and cfg.benchmark != args.benchmark:
-        raise UserError(f"--config {path} is for benchmark {cfg.benchmark!r}, not {args.benchmark!r}")
-    cfg.benchmark = args.benchmark
-    cfg.method = args.method
-    if args.data_dir is not None:
-        cfg.data_dir = args.data_dir
-    if args.epochs is not None:
-        cfg.epochs = args.epochs
-    if args.seed is not None:
-        cfg.seed = args.seed
-    if args.device is not None:
-        cfg.device = args.device
+    flags = {"method": args.method, "data_dir": args.data_dir, "epochs": args.epochs, "seed": args.seed,
+             "device": args.device}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     if args.f_prior is not None:
         if args.method != "blip":
             raise UserError("--f-prior is BLIP's Fisher prior: use it with --method blip")
-        cfg.methods.setdefault("blip", {})["f_prior"] = args.f_prior
-    for assignment in args.set or []:
-        _set(cfg, assignment)
+        overrides["methods.blip.f_prior"] = args.f_prior
+    overrides.update(parse_assignments(args.set))
+    cfg = load_config(path, benchmark=args.benchmark, overrides=overrides)
+    if args.config and cfg.benchmark != args.benchmark:
+        raise UserError(f"--config {path} is for benchmark {cfg.benchmark!r}, not {args.benchmark!r}")
+    cfg.benchmark = args.benchmark
     _validate(cfg)
     return cfg
 
@@ -176,14 +151,9 @@ def _validate(cfg: ClassifyConfig) -> None:
 
     if cfg.benchmark not in BENCHMARKS:
         raise UserError(f"unknown benchmark {cfg.benchmark!r}; choose one of {sorted(BENCHMARKS)}")
-    if isinstance(cfg.epochs, bool) or not isinstance(cfg.epochs, (int, float)) or int(cfg.epochs) != cfg.epochs \
-            or cfg.epochs < 1:
+    if cfg.epochs < 1:
         raise UserError(f"epochs must be a positive integer, got {cfg.epochs!r}")
-    cfg.epochs = int(cfg.epochs)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
-        raise UserError(f"seed must be an integer, got {cfg.seed!r}")
-    if cfg.threads is not None and (isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int)
-                                    or cfg.threads < 1):
+    if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"threads must be a positive integer or null, got {cfg.threads!r}")
     if cfg.device not in DEVICES:
         raise UserError(f"device must be one of {DEVICES}, got {cfg.device!r}")
@@ -252,8 +222,10 @@ def config_of_run(run_dir: Path) -> ClassifyConfig:
     if not isinstance(raw, dict) or "benchmark" not in raw or "tasks" not in raw:
         raise UserError(f"cannot resume: {path} is not a classify run's config (made by `blip-rl train`?); "
                          "resume Atari runs with `blip-rl train --resume`")
+    from ..config import merge
+
     known = set(ClassifyConfig.__dataclass_fields__)
-    cfg = ClassifyConfig(**{k: v for k, v in raw.items() if k in known})
+    cfg = merge(ClassifyConfig(), {k: v for k, v in raw.items() if k in known})
     cfg.methods = {cfg.method: dict(raw.get("method_options") or {})}
     # The written model entry is the built model's constructor_kwargs: shapes come from the data.
     cfg.model = {k: v for k, v in cfg.model.items() if k not in ("input_shape", "head_sizes")}
@@ -283,7 +255,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     from ..io import atomic_write_text
     from ..logging import RunLogger
     from .datasets import load_benchmark
-    from .learner import ClassificationLearner, TrainConfig
+    from .learner import ClassificationLearner
     from .models import build_model
 
     resuming = bool(args.resume)
@@ -296,10 +268,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     # fp32: the classification nets are small; threads as the config says (checked here, before
     # anything is written).
     runtime = resolve_runtime(device=device, precision="fp32", threads=cfg.threads or 0, probe=False)
-    unknown = sorted(set(cfg.train) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise UserError(f"unknown train option(s) {unknown}; known: {sorted(TrainConfig.__dataclass_fields__)}")
-    train = TrainConfig(**_numbers(cfg.train))  # validates before any data is read
+    train = cfg.train  # typed and validated when the config was read
     method_options = _numbers(cfg.method_options)
 
     if cfg.threads is not None:

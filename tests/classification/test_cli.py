@@ -51,7 +51,7 @@ def test_every_default_config_is_valid(name):
     for method in ("blip", "ewc", "ft", "ft-fix"):
         args = parser().parse_args(["classify", "--benchmark", name, "--method", method, "--run-dir", "unused"])
         cfg = build_config(args)
-        TrainConfig(**cfg.train)
+        assert isinstance(cfg.train, TrainConfig)  # typed and validated when read
         model_options = dict(cfg.model)
         # every key is checked; the widths are shrunk, the real AlexNets take seconds to initialize
         model_options.update({"fc_width": 8, "conv_mult": 0.1} if model_options["arch"] == "alexnet" else {"hidden": 8})
@@ -103,7 +103,9 @@ def test_missing_data_file_is_named_and_no_run_dir_is_left(tmp_path):
 @pytest.mark.parametrize("argv,match", [
     (["--benchmark", "mnist5", "--method", "blip"], "--data-dir"),
     (["--benchmark", "digits5", "--method", "ft", "--f-prior", "1e-9"], "--f-prior"),
-    (["--benchmark", "digits5", "--method", "blip", "--set", "train.lrr=1"], "unknown train option"),
+    (["--benchmark", "digits5", "--method", "blip", "--set", "train.lrr=1"], "did you mean train.lr"),
+    (["--benchmark", "digits5", "--method", "blip", "--set", "epochs=many"], "epochs must be an integer"),
+    (["--benchmark", "digits5", "--method", "blip", "--set", "sed=1"], "did you mean seed"),
     (["--benchmark", "digits5", "--method", "blip", "--set", "methods.blip.prior=1"], "unknown option"),
     (["--benchmark", "digits5", "--method", "blip", "--set", "nonsense"], "KEY=VALUE"),
     (["--benchmark", "digits5", "--method", "blip", "--epochs", "0"], "epochs"),
