@@ -1,6 +1,10 @@
-"""The Atari checkpoint: its format, and rebuilding a policy and its continual method from it.
+"""Atari checkpoints: the policy and its continual method rebuilt from one.
 
-``AtariLearner.save`` writes it; ``eval``, ``record``, ``report`` and ``--resume`` read it here.
+The format is the shared one (:mod:`blip_rl.continual.checkpoint`, learner ``"atari-ppo"``);
+its ``state`` holds the games' heads (``n_actions``), the trunk's constructor options
+(``extractor_kwargs``), ``frame_stack``, the policy's weights and the run's config.
+Checkpoints of blip-rl before that format (``blip-rl/atari-ppo`` version 1) are upgraded on
+read. ``eval``, ``record``, ``report`` and ``--resume`` read them here.
 """
 from __future__ import annotations
 
@@ -8,83 +12,81 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from gymnasium import spaces
 
-import blip_rl
+from blip_rl.continual.checkpoint import FORMAT, VERSION, CheckpointError
+from blip_rl.continual.checkpoint import read_checkpoint as _read
 from blip_rl.core import ContinualMethod, MethodError, make_method
-from blip_rl.errors import UserError
 
 from .policies import MultiHeadPolicy
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "read_checkpoint", "load_checkpoint",
-           "load_method"]
+__all__ = ["LEARNER", "CheckpointError", "read_checkpoint", "load_checkpoint", "load_method"]
 
-CHECKPOINT_FORMAT = "blip-rl/atari-ppo"
-CHECKPOINT_VERSION = 1
+#: The ``learner`` entry of Atari checkpoints.
+LEARNER = "atari-ppo"
+#: The format of blip-rl 0.1's Atari checkpoints (version 1), read by :func:`_upgrade_v1`.
+_V1_FORMAT = "blip-rl/atari-ppo"
 
 
-class CheckpointError(UserError):
-    """A checkpoint cannot be used; the message says why and what to do."""
+def _upgrade_v1(old: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 Atari checkpoint in this version's layout."""
+    if old.get("version") != 1:
+        raise CheckpointError(f"this is an Atari checkpoint of version {old.get('version')}; this blip-rl reads "
+                              f"version {VERSION} and upgrades version 1; use a blip-rl of that version")
+    spec = old.get("method_spec")
+    if spec is None:  # before the method registry: the method and its options come from the config
+        from blip_rl.config import TrainConfig, merge
+
+        cfg = merge(TrainConfig(), {k: v for k, v in old["config"].items()
+                                    if k in ("method", "blip", "ewc", "method_options")})
+        spec = {"spec": cfg.method, "options": cfg.method_kwargs()}
+    return {
+        "format": FORMAT, "version": VERSION, "blip_rl_version": old.get("blip_rl_version"), "learner": LEARNER,
+        "tasks": list(old["config"]["games"]), "tasks_done": old["tasks_done"], "global_step": old["global_step"],
+        "method": {"name": old["method"]["name"], **spec, "state": old["method"]},
+        "results": None,
+        "state": {k: old[k] for k in ("n_actions", "extractor_kwargs", "frame_stack", "policy", "config")},
+        "progress": old.get("progress"), "saved_at": old.get("saved_at"),
+    }
 
 
 def read_checkpoint(path: str | Path, *, device: str = "cpu") -> dict[str, Any]:
-    """The payload of a checkpoint, validated.
+    """The payload of an Atari checkpoint, validated (version 1 upgraded).
 
-    :raises CheckpointError: missing, truncated or corrupt file, or one of another format/version.
+    :raises CheckpointError: missing, truncated or corrupt file, or one of another format, version
+        or learner.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist (look in RUN_DIR/checkpoints/)")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/corrupt zips
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
-                              "use another one from the same run dir") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a blip-rl Atari checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}; this blip-rl "
-                              f"({blip_rl.__version__}) reads version {CHECKPOINT_VERSION}")
-    return payload
+    return _read(path, learner=LEARNER, device=device, upgrade={_V1_FORMAT: _upgrade_v1})
 
 
 def load_method(payload: dict[str, Any], policy: MultiHeadPolicy) -> ContinualMethod:
     """Rebuild a checkpoint's continual method on ``policy``'s trunk, with its options and state.
 
-    Checkpoints written before the method registry have no ``method_spec``: the method and its
-    options come from the run's config, which they hold.
-
     :raises CheckpointError: the method cannot be imported or rebuilt here.
     """
-    spec = payload.get("method_spec")
-    if spec is None:
-        from blip_rl.config import TrainConfig, merge
-
-        cfg = merge(TrainConfig(), {k: v for k, v in payload["config"].items()
-                                    if k in ("method", "blip", "ewc", "method_options")})
-        spec = {"spec": cfg.method, "options": cfg.method_kwargs()}
+    entry = payload["method"]
     try:
-        method = make_method(spec["spec"], policy.trunk, **spec["options"])
-        method.load_state_dict(payload["method"])
+        method = make_method(entry["spec"], policy.trunk, **entry["options"])
+        method.load_state_dict(entry["state"])
     except MethodError as exc:
         raise CheckpointError(f"cannot rebuild the method of this checkpoint: {exc}") from None
     return method
 
 
 def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHeadPolicy, dict[str, Any]]:
-    """Rebuild the policy from a checkpoint alone; returns ``(policy, metadata)``.
+    """Rebuild the policy from a checkpoint alone; returns ``(policy, payload)``.
 
     :raises CheckpointError: see :func:`read_checkpoint`, or a network this version cannot build.
     """
     payload = read_checkpoint(path, device=device)
-    obs_space = spaces.Box(0, 255, (payload["frame_stack"], 84, 84), np.uint8)
-    policy = MultiHeadPolicy(obs_space, spaces.Discrete(payload["n_actions"][0]), lambda _: 0.0,
-                             extractor_kwargs=payload["extractor_kwargs"])
-    for n in payload["n_actions"][1:]:
+    state = payload["state"]
+    obs_space = spaces.Box(0, 255, (state["frame_stack"], 84, 84), np.uint8)
+    policy = MultiHeadPolicy(obs_space, spaces.Discrete(state["n_actions"][0]), lambda _: 0.0,
+                             extractor_kwargs=state["extractor_kwargs"])
+    for n in state["n_actions"][1:]:
         policy.add_head(n)
     try:
-        policy.load_state_dict(payload["policy"])
+        policy.load_state_dict(state["policy"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path} holds a network this blip-rl cannot rebuild: {exc}") from None
     policy.to(device)

@@ -6,7 +6,6 @@ evaluations, and saves checkpoints through it.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,16 +15,14 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 
-import blip_rl
 from blip_rl.config import TrainConfig, to_dict
 from blip_rl.continual import Evaluation
 from blip_rl.continual.rng import get_rng_state, set_rng_state
-from blip_rl.core import ContinualMethod, FisherData, method_spec
+from blip_rl.core import ContinualMethod, FisherData
 from blip_rl.envs import AtariSettings, make_vec_env, normalize_score, parse_games
-from blip_rl.io import atomic_torch_save
 from blip_rl.system import Runtime, resolve_runtime
 
-from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+from .checkpoint import LEARNER
 from .evaluation import evaluate_game
 from .policies import MultiHeadPolicy
 from .ppo import ContinualPPO
@@ -70,6 +67,8 @@ def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool) -> 
 class AtariLearner:
     """Continual PPO over the games of ``cfg.games`` (see :class:`blip_rl.config.TrainConfig`).
 
+    ``kind`` names it in checkpoints (:mod:`blip_rl.agents.checkpoint` reads them).
+
     :param cfg: the resolved run configuration.
     :param runtime: device, precision and threads chosen for this machine
         (:func:`blip_rl.system.resolve_runtime`); by default resolved from ``cfg``.
@@ -77,6 +76,8 @@ class AtariLearner:
         or ``None`` for no logging.
     :param purge_step: on resume, the checkpoint's global step (TensorBoard's purge_step).
     """
+
+    kind = LEARNER
 
     def __init__(self, cfg: TrainConfig, *, runtime: Runtime | None = None, tb_dir: Path | None = None,
                  purge_step: int | None = None) -> None:
@@ -194,40 +195,35 @@ class AtariLearner:
     def normalize(self, k: int, score: float) -> float | None:
         return normalize_score(self.games[k], score)
 
-    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int, resumable: bool = False) -> None:
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "blip_rl_version": blip_rl.__version__,
-            "games": self.task_names[: self.policy.n_heads],
+    def checkpoint_state(self, *, tasks_done: int, resumable: bool = False) -> dict[str, Any]:
+        """The learner's part of a checkpoint (:mod:`blip_rl.continual.checkpoint`): what
+        rebuilds the policy alone, and with ``resumable`` what continuing the game in progress
+        needs (optimizer, counters, RNG states)."""
+        state = {
             "n_actions": [h.out_features for h in self.policy.action_heads],
-            "tasks_done": tasks_done,
-            "global_step": self.global_step,
             "extractor_kwargs": _extractor_kwargs(self.cfg, self.device, bf16=self.bf16),
             "frame_stack": self.cfg.env.frame_stack,
             "policy": self.policy.state_dict(),
-            "method": method.state_dict(),
-            # spec and options, so that eval and record rebuild the method as it was trained
-            "method_spec": {k: v for k, v in method_spec(method).items() if k != "state"},
             "config": to_dict(self.cfg),
-            "saved_at": time.time(),
         }
+        progress = None
         if resumable:
-            payload["progress"] = {
+            progress = {
                 "task": tasks_done if tasks_done < len(self.games) else None,
                 "in_task": self._env_game == tasks_done,  # stopped inside task `tasks_done`
                 **self.model.progress_state(),
                 "rng": get_rng_state(),
             }
-        atomic_torch_save(payload, path)
+        return {"state": state, "progress": progress}
 
     def restore(self, payload: dict[str, Any], method: ContinualMethod) -> None:
         """Load a checkpoint's policy, method state and counters; a resumable checkpoint taken
         inside a game also restores its optimizer and RNG state when that game begins again."""
-        while self.policy.n_heads < len(payload["n_actions"]):
-            self.policy.add_head(payload["n_actions"][self.policy.n_heads])
-        self.policy.load_state_dict(payload["policy"])
-        method.load_state_dict(payload["method"])
+        state = payload["state"]
+        while self.policy.n_heads < len(state["n_actions"]):
+            self.policy.add_head(state["n_actions"][self.policy.n_heads])
+        self.policy.load_state_dict(state["policy"])
+        method.load_state_dict(payload["method"]["state"])
         self.model.num_timesteps = int(payload["global_step"])
         progress = payload.get("progress")
         if progress is not None and progress.get("in_task"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .io import make_run_dir
+from .io import make_run_dir, remove_stale_temp_files
 
 EXIT_USAGE = 2
 
@@ -171,6 +171,8 @@ def _resume_state(run_dir: Path):
     payloads = [read_checkpoint(run_dir / "checkpoints" / name) for name in (LATEST, PROGRESS)
                 if (run_dir / "checkpoints" / name).is_file()]
     payload = max(payloads, key=lambda p: (p["global_step"], p["tasks_done"]), default=None)
+    if results is None and payload is not None and payload.get("results"):
+        results = Results.from_dict(payload["results"])  # results.json lost: the checkpoint holds them
     return cfg, results, payload
 
 
@@ -187,6 +189,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         if not run_dir.is_dir():
             raise UserError(f"cannot resume: {run_dir} does not exist")
         cfg, results, payload = _resume_state(run_dir)
+        remove_stale_temp_files(run_dir)  # left by a kill in the middle of a write
         threads = _threads_flag(args)  # a resumed run may land on another machine
         precision = _resumed_precision(run_dir, cfg)
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=precision,
@@ -318,12 +321,12 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     runtime.apply()
     policy, meta = load_checkpoint(args.checkpoint, device=runtime.device)
     policy.autocast_dtype = runtime.dtype
-    learned = meta["games"][: meta["tasks_done"]]
+    learned = meta["tasks"][: meta["tasks_done"]]
     if game.name not in learned:
         raise UserError(f"game {game.name!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
     head = learned.index(game.name)
     method = load_method(meta, policy)  # a method that acts at evaluation time acts here too
-    overrides = {k: v for k, v in meta["config"].items() if k in ("env", "eval", "seed")}
+    overrides = {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed")}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.max_episode_steps is not None:

@@ -12,7 +12,7 @@ import torch
 from .errors import UserError
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "check_new_run_dir",
-           "make_run_dir"]
+           "make_run_dir", "remove_stale_temp_files"]
 
 
 def check_new_run_dir(run_dir: Path) -> Path:
@@ -85,3 +85,15 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_write` leaves when a process is killed mid-write
+    (``.<name>.<random>.tmp`` beside ``<name>``); the file they were to replace is whole. Returns
+    what was removed. Called when a run is resumed."""
+    removed = []
+    for tmp in run_dir.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp)
+    return removed

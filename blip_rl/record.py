@@ -326,13 +326,13 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     policy, meta = load_checkpoint(checkpoint, device=device)
     policy.autocast_dtype = autocast_dtype
     the_game = get_game(game)
-    learned = meta["games"][: meta["tasks_done"]]
+    learned = meta["tasks"][: meta["tasks_done"]]
     if the_game.name not in learned:
         raise UserError(f"game {the_game.name!r} was not learned by {checkpoint}; it knows: {', '.join(learned)}")
     head = learned.index(the_game.name)
     method = load_method(meta, policy)
     method.before_eval(head + 1)  # the network as the method evaluates this game (e.g. its mask)
-    cfg = merge(TrainConfig(), {k: v for k, v in meta["config"].items() if k in ("env", "eval", "seed")})
+    cfg = merge(TrainConfig(), {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed")})
     seed = cfg.seed if seed is None else int(seed)
     deterministic = cfg.eval.deterministic and not sample  # the run's evaluation setting by default
     generator = torch.Generator(device=policy.device).manual_seed(seed)

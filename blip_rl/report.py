@@ -336,13 +336,12 @@ def _trunk(path: Path) -> Any:
     """The trunk (with its BLIP state) of an Atari or a classification checkpoint."""
     import torch
 
-    from .classification.learner import CHECKPOINT_FORMAT as CLASSIFY_FORMAT
-
     try:
-        kind = torch.load(path, map_location="cpu", weights_only=True).get("format")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/corrupt files
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); restore it") from None
-    if kind == CLASSIFY_FORMAT:
+    if isinstance(payload, dict) and (payload.get("learner") == "classification"
+                                      or str(payload.get("format", "")).startswith("blip-rl/classification")):
         from .classification.learner import load_checkpoint as load_classify
 
         return load_classify(path).model.trunk

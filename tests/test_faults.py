@@ -155,3 +155,33 @@ def test_cli_fuzz_gives_clean_errors(tmp_path, monkeypatch, argv):
         assert exc.code == 2
         return
     assert code == 2
+
+
+def test_the_one_format_refuses_a_newer_version_and_another_learners_checkpoint(tmp_path):
+    from blip_rl.agents.checkpoint import CheckpointError, load_checkpoint
+
+    torch.save({"format": "blip-rl/checkpoint", "version": 99, "learner": "atari-ppo"}, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match="version 99.*reads version 2"):
+        load_checkpoint(tmp_path / "newer.pt")
+    torch.save({"format": "blip-rl/checkpoint", "version": 2, "learner": "classification"}, tmp_path / "cls.pt")
+    with pytest.raises(CheckpointError, match="classification checkpoint.*blip-rl classify"):
+        load_checkpoint(tmp_path / "cls.pt")
+
+
+def test_a_checkpoint_of_the_earlier_atari_format_still_evaluates(tmp_path):
+    """blip-rl 0.1 wrote Atari checkpoints as format blip-rl/atari-ppo, version 1 (flat, method
+    state only, no spec): they are upgraded on read, and eval plays them."""
+    run_dir = tmp_path / "run"
+    blip_rl("train", "--games", "boxing", "--method", "ewc", "--run-dir", run_dir, *TINY)
+    new = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    old = {"format": "blip-rl/atari-ppo", "version": 1, "blip_rl_version": "0.1.0", "games": ["boxing"],
+           "tasks_done": new["tasks_done"], "global_step": new["global_step"], "method": new["method"]["state"],
+           **{k: new["state"][k] for k in ("n_actions", "extractor_kwargs", "frame_stack", "policy", "config")}}
+    torch.save(old, tmp_path / "old.pt")
+    out = json.loads(blip_rl("eval", tmp_path / "old.pt", "--game", "boxing", "--json").stdout)
+    assert out["mean"] == json.loads((run_dir / "results.json").read_text())["raw"][0][0]
+    from blip_rl.agents.checkpoint import load_checkpoint, load_method
+
+    policy, payload = load_checkpoint(tmp_path / "old.pt")
+    method = load_method(payload, policy)
+    assert method.name == "ewc" and method.ewc_lambda == 5000.0 and method.fisher

@@ -105,8 +105,11 @@ def test_a_method_from_outside_runs_train_kill_resume_eval_and_report(env, tmp_p
     results = json.loads((run_dir / "results.json").read_text())
     assert results["method"] == "my-l2" and results["steps"] == [512, 1024] and len(results["raw"]) == 2
     payload = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
-    assert payload["method_spec"] == {"spec": "my_l2:L2", "options": {"strength": 0.5}}
-    assert set(payload["method"]["anchor"]) and payload["method"]["tasks_done"] == 2
+    method = payload["method"]
+    assert (method["name"], method["spec"], method["options"]) == ("my-l2", "my_l2:L2", {"strength": 0.5})
+    assert set(method["state"]["anchor"]) and method["state"]["tasks_done"] == 2
+    # The results so far: a task's checkpoint is written before its own row is evaluated.
+    assert payload["results"]["method"] == "my-l2" and payload["results"]["raw"] == results["raw"][:1]
 
     # eval of the earlier game rebuilds the method from the checkpoint and reproduces the matrix.
     out = json.loads(run(env, "eval", run_dir / "checkpoints" / "1_boxing.pt", "--game", "kungfu", "--json").stdout)

@@ -59,7 +59,7 @@ def test_gif_holds_exactly_the_screens_played(run, tmp_path):
     assert (rec.game, rec.head, rec.seed, rec.steps, rec.frames, rec.game_over) == ("boxing", 1, 3, 40, 41, False)
     # The same game again (greedy, same seed), keeping the screens.
     policy, meta = load_checkpoint(ckpt)
-    cfg = merge(TrainConfig(), {k: meta["config"][k] for k in ("env", "eval", "seed")})
+    cfg = merge(TrainConfig(), {k: meta["state"]["config"][k] for k in ("env", "eval", "seed")})
     played = []
     again = play(policy, 1, get_game("boxing"), cfg.env, seed=3 + cfg.eval.seed_offset, max_steps=40,
                  on_frame=played.append)
@@ -93,7 +93,7 @@ def test_record_plays_the_game_blip_rl_eval_plays(run, sample, seed):
     # Boxing scores within 150 steps even for a tiny agent (here -2 and +1 on this machine).
     ckpt = run / "checkpoints" / "latest.pt"
     policy, meta = load_checkpoint(ckpt)
-    cfg = merge(TrainConfig(), {**{k: meta["config"][k] for k in ("env", "eval", "seed")},
+    cfg = merge(TrainConfig(), {**{k: meta["state"]["config"][k] for k in ("env", "eval", "seed")},
                                 "eval.max_episode_steps": 150, "eval.deterministic": not sample})
     score = evaluate_game(policy, 1, get_game("boxing"), cfg, seed=seed, episodes=1).scores[0]
     rec = record_game(ckpt, game="boxing", out=run.parent / "boxing.gif", max_steps=150, seed=seed, sample=sample)

@@ -14,7 +14,7 @@ non-empty run directory is refused.
 from __future__ import annotations
 
 from ..errors import UserError
-from ..io import check_new_run_dir, make_run_dir
+from ..io import check_new_run_dir, make_run_dir, remove_stale_temp_files
 from .learner import TrainConfig
 
 import argparse
@@ -293,6 +293,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     config_text = yaml.safe_dump(resolved, sort_keys=False)
     results = checkpoint = None
     if resuming:
+        remove_stale_temp_files(run_dir)  # left by a kill in the middle of a write
         checkpoint = _newest_checkpoint(run_dir)
         if (run_dir / "results.json").is_file():
             results = Results.from_dict(json.loads((run_dir / "results.json").read_text()))

@@ -25,15 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import Blip, ContinualMethod, FisherData, blip_layers, make_method
-from ..io import atomic_torch_save
+from ..continual.checkpoint import FORMAT, VERSION
+from ..continual.checkpoint import read_checkpoint as _read
+from ..core import ContinualMethod, FisherData, make_method
 from .datasets import Task
 from .models import build_model
 
 __all__ = ["TrainConfig", "ClassificationLearner", "TRAIN_KEYS", "LoadedCheckpoint", "load_checkpoint",
-           "CHECKPOINT_FORMAT"]
+           "read_checkpoint", "LEARNER"]
 
-CHECKPOINT_FORMAT = "blip-rl/classification/1"
+#: The ``learner`` entry of classification checkpoints (the format is :mod:`blip_rl.continual.checkpoint`).
+LEARNER = "classification"
+#: The format of blip-rl 0.1's classification checkpoints, read by :func:`_upgrade_v1`.
+_V1_FORMAT = "blip-rl/classification/1"
 
 #: TensorBoard keys the learner writes (global step = training samples seen).
 TRAIN_KEYS = {
@@ -123,6 +127,8 @@ class ClassificationLearner:
     :param logger: a :class:`blip_rl.logging.RunLogger` for :data:`TRAIN_KEYS`, or ``None``.
     :param extra: anything JSON-like to store in checkpoints (e.g. the resolved run config).
     """
+
+    kind = LEARNER
 
     def __init__(
         self,
@@ -269,25 +275,21 @@ class ClassificationLearner:
         """Accuracy is already in [0, 1]."""
         return score
 
-    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int, resumable: bool = False) -> None:
-        """Atomic checkpoint that :func:`load_checkpoint` rebuilds alone (model, method, tasks);
-        with ``resumable`` and a task in progress, also its schedule, optimizer and RNG states."""
+    def checkpoint_state(self, *, tasks_done: int, resumable: bool = False) -> dict[str, Any]:
+        """The learner's part of a checkpoint (:mod:`blip_rl.continual.checkpoint`): what
+        :func:`load_checkpoint` rebuilds the model from, and with ``resumable`` and a task in
+        progress its schedule, optimizer and RNG states."""
         state = {
-            "format": CHECKPOINT_FORMAT,
             "model_kwargs": copy.deepcopy(self.model.constructor_kwargs),
             "model_state": _to_cpu(self.model.state_dict()),
-            "method": {"name": method.name, "spec": method.spec or method.name,
-                       "options": dict(method.options) if method.spec else method_kwargs(method),
-                       "state": _to_cpu(method.state_dict())},
-            "tasks": [{"name": t.name, "n_classes": t.n_classes} for t in self.tasks],
-            "tasks_done": int(tasks_done),
-            "global_step": int(self.global_step),
+            "n_classes": [t.n_classes for t in self.tasks],
             "train": asdict(self.train_cfg),
             "seed": self.seed,
             "epochs_run": [int(self.epochs_run.get(i, 0)) for i in range(len(self.tasks))],
             "extra": self.extra,
         }
         p = self._progress
+        progress = None
         if resumable and p is not None:
             progress = {
                 "task": p.task, "epoch": p.epoch, "lr": p.lr, "patience": p.patience, "best_loss": p.best_loss,
@@ -297,31 +299,31 @@ class ClassificationLearner:
             }
             if torch.cuda.is_available():
                 progress["cuda_rng"] = torch.cuda.get_rng_state_all()
-            state["progress"] = progress
-        atomic_torch_save(state, path)
+        return {"state": state, "progress": progress}
 
-    def restore(self, path: str | Path, method: ContinualMethod) -> int:
-        """Load a checkpoint of this run into the learner and ``method``; returns its tasks done.
+    def restore(self, checkpoint: str | Path | dict[str, Any], method: ContinualMethod) -> int:
+        """Load a checkpoint of this run (a path or its payload) into the learner and ``method``;
+        returns its tasks done.
 
         A resumable checkpoint written inside a task makes the next :meth:`begin_task` of that
         task take up its schedule, optimizer and RNG states, so the run goes on as if never stopped.
         """
-        state = _read_checkpoint(path)
-        if [t["name"] for t in state["tasks"]] != self.task_names:
-            raise UserError(f"checkpoint {path} is of tasks {[t['name'] for t in state['tasks']]}, "
-                             f"not this run's {self.task_names}")
+        payload = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+        if list(payload["tasks"]) != self.task_names:
+            raise UserError(f"this checkpoint is of tasks {payload['tasks']}, not this run's {self.task_names}")
+        state = payload["state"]
         self.model.load_state_dict(state["model_state"])
-        method.load_state_dict(state["method"]["state"])
+        method.load_state_dict(payload["method"]["state"])
         self._method = method
-        self.global_step = int(state["global_step"])
+        self.global_step = int(payload["global_step"])
         self.epochs_run = {i: int(e) for i, e in enumerate(state["epochs_run"]) if e}
-        progress = state.get("progress")
+        progress = payload.get("progress")
         if progress is not None:
             progress = dict(progress)
             if progress["best_state"] is not None:
                 progress["best_state"] = {k: v.to(self.device) for k, v in progress["best_state"].items()}
         self._resume = progress
-        return int(state["tasks_done"])
+        return int(payload["tasks_done"])
 
     # -- internals -------------------------------------------------------------------------
     def _set_optimizer(self, method: ContinualMethod, lr: float) -> None:
@@ -374,21 +376,6 @@ class ClassificationLearner:
                 self.logger.scalar(TRAIN_KEYS[key], value, self.global_step)
 
 
-def method_kwargs(method: ContinualMethod) -> dict[str, Any]:
-    """Constructor options of a built-in ``method`` made without :func:`make_method` (which
-    records them as ``method.options``), for rebuilding it.
-
-    BLIP's F_prior lives in the layers' buffers (``fisher_prior``), so it is not needed here.
-    """
-    out: dict[str, Any] = {}
-    for name in ("ig_rule", "ewc_lambda", "gamma"):
-        if hasattr(method, name):
-            out[name] = getattr(method, name)
-    if isinstance(method, Blip):
-        out["strict_radius"] = any(layer.strict_radius for _, layer in blip_layers(method.trunk))
-    return out
-
-
 def _to_cpu(obj: Any) -> Any:
     if obj is None:
         return None
@@ -422,37 +409,53 @@ class LoadedCheckpoint:
     extra: dict[str, Any]
 
 
-def _read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a blip-rl classification checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
+def _upgrade_v1(old: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of blip-rl 0.1's classification format in this version's layout."""
+    m = old["method"]
+    return {
+        "format": FORMAT, "version": VERSION, "blip_rl_version": None, "learner": LEARNER,
+        "tasks": [t["name"] for t in old["tasks"]], "tasks_done": old["tasks_done"], "global_step": old["global_step"],
+        # Before the method registry: a built-in method by name, with its "kwargs".
+        "method": {"name": m["name"], "spec": m.get("spec", m["name"]),
+                   "options": m.get("options", m.get("kwargs", {})), "state": m["state"]},
+        "results": None,
+        "state": {"model_kwargs": old["model_kwargs"], "model_state": old["model_state"],
+                  "n_classes": [int(t["n_classes"]) for t in old["tasks"]], "train": old["train"],
+                  "seed": old["seed"], "epochs_run": old["epochs_run"], "extra": old["extra"]},
+        "progress": old.get("progress"), "saved_at": None,
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The payload of a classification checkpoint, validated (0.1's format upgraded).
+
+    :raises CheckpointError: see :func:`blip_rl.continual.checkpoint.read_checkpoint`.
+    """
+    return _read(path, learner=LEARNER, upgrade={_V1_FORMAT: _upgrade_v1})
 
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model and method of a checkpoint written by :meth:`ClassificationLearner.save`.
+    """Rebuild the model and method of a classification checkpoint (written by the scheduler
+    from :meth:`ClassificationLearner.checkpoint_state`).
 
-    :raises ValueError: for a file that is not a classification checkpoint of this format.
+    :raises CheckpointError: for a file that is not a classification checkpoint this blip-rl reads.
     """
-    state = _read_checkpoint(path)
+    payload = read_checkpoint(path)
+    state = payload["state"]
     kwargs = dict(state["model_kwargs"])
     model = build_model(kwargs.pop("arch"), **kwargs)
     model.load_state_dict(state["model_state"])
     model.to(device)
-    m = state["method"]
-    # Checkpoints before the method registry kept "kwargs" of a built-in method by name.
-    method = make_method(m.get("spec", m["name"]), model.trunk, **m.get("options", m.get("kwargs", {})))
+    m = payload["method"]
+    method = make_method(m["spec"], model.trunk, **m["options"])
     method.load_state_dict(m["state"])
     return LoadedCheckpoint(
         model=model,
         method=method,
-        task_names=[t["name"] for t in state["tasks"]],
-        n_classes=[int(t["n_classes"]) for t in state["tasks"]],
-        tasks_done=int(state["tasks_done"]),
-        global_step=int(state["global_step"]),
+        task_names=list(payload["tasks"]),
+        n_classes=[int(n) for n in state["n_classes"]],
+        tasks_done=int(payload["tasks_done"]),
+        global_step=int(payload["global_step"]),
         train=TrainConfig(**state["train"]),
         seed=int(state["seed"]),
         extra=dict(state["extra"]),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from torch import nn
 
 from ..core import ContinualMethod, FisherData
 from ..logging import KEYS, RunLogger
+from .checkpoint import write_checkpoint
 from .results import Evaluation, Results
 
 __all__ = ["Learner", "run_sequence", "checkpoint_name", "Interrupted", "EvalProgress", "PROGRESS", "LATEST"]
@@ -51,9 +52,17 @@ class Learner(Protocol):
     def normalize(self, k: int, score: float) -> float | None:
         """Score on task k mapped to [0, 1], or ``None`` if no reference exists."""
 
-    def save(self, path: Path, method: ContinualMethod, *, tasks_done: int, resumable: bool = False) -> None:
-        """Write a checkpoint (atomically) that rebuilds the learner and method alone; with
-        ``resumable``, also what continuing needs (optimizer, counters, RNG states)."""
+    #: Which learner this is, in its checkpoints (e.g. ``"atari-ppo"``).
+    kind: str
+
+    def checkpoint_state(self, *, tasks_done: int, resumable: bool = False) -> dict[str, Any]:
+        """``{"state": ..., "progress": ...}``: what rebuilds the learner's network alone, and with
+        ``resumable`` what continuing the task in progress needs (optimizer, schedule, RNG
+        states). The scheduler wraps it in the one checkpoint format
+        (:mod:`blip_rl.continual.checkpoint`) with the method, the results and the counters."""
+
+    def restore(self, payload: dict[str, Any], method: ContinualMethod) -> Any:
+        """Load a checkpoint written from :meth:`checkpoint_state` into the learner and ``method``."""
 
 
 def checkpoint_name(k: int, task: str) -> str:
@@ -190,7 +199,7 @@ def run_sequence(
 
     def save(path: Path, k: int, **kwargs) -> None:
         t0 = time.perf_counter()
-        learner.save(path, method, tasks_done=k, **kwargs)
+        write_checkpoint(path, learner, method, tasks_done=k, results=results, **kwargs)
         results.add_time("checkpoints", time.perf_counter() - t0)
 
     for k in range(start, len(tasks)):

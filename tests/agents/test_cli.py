@@ -115,8 +115,8 @@ def test_same_seed_twice_gives_the_same_results(runs):
     a = json.loads((runs / "blip" / "results.json").read_text())
     b = json.loads((runs / "blip-again" / "results.json").read_text())
     assert a["raw"] == b["raw"] and a["steps"] == b["steps"]
-    pa = torch.load(runs / "blip" / "checkpoints" / "latest.pt", weights_only=True)["policy"]
-    pb = torch.load(runs / "blip-again" / "checkpoints" / "latest.pt", weights_only=True)["policy"]
+    pa = torch.load(runs / "blip" / "checkpoints" / "latest.pt", weights_only=True)["state"]["policy"]
+    pb = torch.load(runs / "blip-again" / "checkpoints" / "latest.pt", weights_only=True)["state"]["policy"]
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
 
 

@@ -6,6 +6,7 @@ from stable_baselines3 import PPO
 
 from blip_rl.agents.checkpoint import load_checkpoint
 from blip_rl.agents.learner import AtariLearner
+from blip_rl.continual.checkpoint import write_checkpoint
 from blip_rl.agents.policies import MultiHeadPolicy
 from blip_rl.agents.ppo import ContinualPPO
 from blip_rl.config import load_config
@@ -46,7 +47,7 @@ def _learn_two_games(method, tmp_path):
     learner.learn(1, cfg.steps_per_game, lambda s: None)
     with torch.no_grad():
         p2 = torch.softmax(learner.policy.head_logits(states, 0), -1)
-    learner.save(tmp_path / f"{method}.pt", m, tasks_done=2)
+    write_checkpoint(tmp_path / f"{method}.pt", learner, m, tasks_done=2)
     learner.close()
     return learner, frozen, (p2 - p1).abs().max().item()
 
@@ -62,7 +63,7 @@ def test_blip_keeps_first_game_policy_within_frozen_intervals_while_ft_moves(tmp
     assert blip_shift < 0.2 * ft_shift, (blip_shift, ft_shift)
     # The checkpoint alone rebuilds both heads and the BLIP state.
     policy, meta = load_checkpoint(tmp_path / "blip.pt")
-    assert meta["games"] == ["kungfu", "boxing"] and policy.n_heads == 2
+    assert meta["tasks"] == ["kungfu", "boxing"] and policy.n_heads == 2
     for (name, a), (_, b) in zip(blip_layers(learner.trunk), blip_layers(policy.trunk)):
         assert torch.equal(a.weight_bits, b.weight_bits)
 

@@ -215,5 +215,13 @@ def make_method(spec: str, trunk: nn.Module, **options: Any) -> ContinualMethod:
 
 
 def method_spec(method: ContinualMethod) -> dict[str, Any]:
-    """What a checkpoint keeps to rebuild ``method``: its spec, options and state."""
-    return {"spec": method.spec or method.name, "options": dict(method.options), "state": method.state_dict()}
+    """What a checkpoint keeps to rebuild ``method``: its spec, options and state.
+
+    A method built by :func:`make_method` knows its options; one built directly reports the
+    attributes named like its ``Options`` fields (those it keeps).
+    """
+    options = dict(method.options)
+    if method.spec is None and method.Options is not None:
+        options = {f.name: getattr(method, f.name) for f in dataclasses.fields(method.Options)
+                   if hasattr(method, f.name)}
+    return {"spec": method.spec or method.name, "options": options, "state": method.state_dict()}

@@ -45,6 +45,7 @@ class Blip(ContinualMethod):
     ) -> None:
         super().__init__(trunk)
         self.ig_rule = check_rule(ig_rule)
+        self.strict_radius = bool(strict_radius)
         self.layers: dict[str, BlipLayer] = dict(blip_layers(trunk))
         if not self.layers:
             raise ValueError("BLIP found no BLIP layer in the trunk: build it from BlipConv2d/BlipLinear "
