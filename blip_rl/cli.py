@@ -307,7 +307,58 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 # -- eval -------------------------------------------------------------------------------------------
+def _checkpoint_learner(path: str) -> str | None:
+    """Which learner wrote the checkpoint at ``path`` (None: unreadable here; the reader says why)."""
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # the learner's own reader gives the error
+        return None
+    if not isinstance(payload, dict):
+        return None
+    if str(payload.get("format", "")).startswith("blip-rl/classification"):
+        return "classification"
+    return payload.get("learner")
+
+
+def _eval_classification(args: argparse.Namespace) -> int:
+    """``blip-rl eval`` of a classification checkpoint: test accuracy of one task with its head."""
+    from .classification.datasets import load_benchmark
+    from .classification.learner import load_checkpoint as load_classify
+
+    loaded = load_classify(args.checkpoint)
+    learned = loaded.task_names[: loaded.tasks_done]
+    if args.game not in learned:
+        raise UserError(f"task {args.game!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
+    k = loaded.task_names.index(args.game)
+    config = loaded.extra.get("config") or {}
+    tasks = load_benchmark(config["benchmark"], config.get("data_dir"), seed=loaded.seed, **(config.get("data") or {}))
+    task = tasks[k]
+    loaded.method.before_eval(k + 1)
+    try:
+        import torch
+
+        loaded.model.eval()
+        with torch.no_grad():
+            correct = sum(int((loaded.model(x, k).argmax(1) == y).sum())
+                          for x, y in zip(task.x_test.split(1000), task.y_test.split(1000)))
+    finally:
+        loaded.method.after_eval(k + 1)
+    acc = correct / len(task.x_test)
+    out = {"checkpoint": str(args.checkpoint), "task": task.name, "accuracy": acc, "test_samples": len(task.x_test),
+           "tasks_done": loaded.tasks_done, "tasks_learned": learned, "method": loaded.method.name}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{task.name} with head {k} of {args.checkpoint} (learned {', '.join(learned)}): "
+              f"test accuracy {100 * acc:.2f}% on {len(task.x_test)} samples")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
+    if _checkpoint_learner(args.checkpoint) == "classification":
+        return _eval_classification(args)
     from tqdm import tqdm
 
     from .agents.checkpoint import load_checkpoint, load_method
@@ -435,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="play a learned game with a checkpoint")
     e.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt or latest.pt")
-    e.add_argument("--game", required=True)
+    e.add_argument("--game", "--task", dest="game", required=True,
+                   help="the game (Atari) or task (classification) to evaluate, one the checkpoint has learned")
     e.add_argument("--episodes", type=int, help="games to play (default: the run's eval.episodes)")
     e.add_argument("--seed", type=int)
     e.add_argument("--max-episode-steps", type=int)

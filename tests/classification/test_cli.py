@@ -186,3 +186,18 @@ def test_classify_resume_after_sigterm_gives_the_results_of_an_uninterrupted_run
     # --resume with flags of a new run is refused.
     with pytest.raises(ValueError, match="drop --method"):
         classify(["--resume", str(cut), "--method", "ft"])
+
+
+def test_eval_of_a_classification_checkpoint_reproduces_its_matrix_entry(tmp_path):
+    pytest.importorskip("sklearn")
+    from tests._cli import blip_rl
+
+    run_dir = tmp_path / "run"
+    assert classify(["--benchmark", "digits5", "--method", "ewc", "--run-dir", str(run_dir), *QUICK]) == 0
+    raw = json.loads((run_dir / "results.json").read_text())["raw"]
+    for k, task in ((0, "digits-0-1"), (3, "digits-6-7")):
+        out = json.loads(blip_rl("eval", run_dir / "checkpoints" / "latest.pt", "--task", task, "--json").stdout)
+        assert out["accuracy"] == pytest.approx(raw[-1][k]) and out["method"] == "ewc"
+    # An earlier checkpoint knows only the tasks learned by then.
+    early = blip_rl("eval", run_dir / "checkpoints" / "0_digits-0-1.pt", "--task", "digits-6-7", check=False)
+    assert early.returncode == 2 and "was not learned" in early.stderr and "digits-0-1" in early.stderr
