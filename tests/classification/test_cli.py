@@ -201,3 +201,28 @@ def test_eval_of_a_classification_checkpoint_reproduces_its_matrix_entry(tmp_pat
     # An earlier checkpoint knows only the tasks learned by then.
     early = blip_rl("eval", run_dir / "checkpoints" / "0_digits-0-1.pt", "--task", "digits-6-7", check=False)
     assert early.returncode == 2 and "was not learned" in early.stderr and "digits-0-1" in early.stderr
+
+
+def test_a_checkpoint_of_the_earlier_classification_format_still_loads(tmp_path):
+    """blip-rl 0.1 wrote classification checkpoints as format blip-rl/classification/1 (flat,
+    method "kwargs"): they are upgraded on read."""
+    pytest.importorskip("sklearn")
+    import torch
+
+    from blip_rl.classification.learner import load_checkpoint
+
+    run_dir = tmp_path / "run"
+    assert classify(["--benchmark", "digits5", "--method", "blip", "--run-dir", str(run_dir), *QUICK]) == 0
+    new = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    m, state = new["method"], new["state"]
+    old = {"format": "blip-rl/classification/1", "model_kwargs": state["model_kwargs"],
+           "model_state": state["model_state"],
+           "method": {"name": m["name"], "kwargs": {"ig_rule": "paper", "strict_radius": False}, "state": m["state"]},
+           "tasks": [{"name": t, "n_classes": n} for t, n in zip(new["tasks"], state["n_classes"])],
+           "tasks_done": new["tasks_done"], "global_step": new["global_step"], "train": state["train"],
+           "seed": state["seed"], "epochs_run": state["epochs_run"], "extra": state["extra"]}
+    torch.save(old, tmp_path / "old.pt")
+    a, b = load_checkpoint(run_dir / "checkpoints" / "latest.pt"), load_checkpoint(tmp_path / "old.pt")
+    assert b.task_names == a.task_names and b.tasks_done == 5 and b.method.name == "blip"
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb), name
