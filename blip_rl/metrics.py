@@ -10,7 +10,7 @@ from typing import Sequence
 
 Matrix = Sequence[Sequence[float | None]]
 
-__all__ = ["acc", "bwt", "forgetting", "accumulated_normalized"]
+__all__ = ["acc", "bwt", "forgetting", "accumulated_normalized", "bootstrap_ci"]
 
 
 def _final_row(matrix: Matrix) -> Sequence[float | None]:
@@ -48,3 +48,25 @@ def accumulated_normalized(normalized_scores: Sequence[float | None]) -> float:
     for one that forgets. Tasks without a normalization (``None``) count 0.
     """
     return float(sum(v for v in normalized_scores if v is not None))
+
+
+def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, n_boot: int = 10_000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile-bootstrap confidence interval ``(mean, lo, hi)``.
+
+    ``n_boot`` resamples of ``len(values)`` values with replacement (seeded: the same inputs give
+    the same interval); ``lo``/``hi`` are the (1 - confidence)/2 and (1 + confidence)/2 quantiles
+    of the resampled means (Efron's percentile method). One value gives ``(v, v, v)``.
+    """
+    import numpy as np
+
+    x = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("bootstrap_ci needs at least one value")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(x.mean()), float(lo), float(hi)

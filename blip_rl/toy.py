@@ -89,6 +89,7 @@ def run_toy(method: str = "blip", *, seed: int = 0, epochs: int = 30, f_prior: f
                     loss = loss + pen
                 opt.zero_grad()
                 loss.backward()
+                cl.before_step()
                 opt.step()
         data = FisherData(xtr, lambda x, t=t: net(x, t), generator=torch.Generator().manual_seed(seed))
         cl.end_task(t + 1, data if cl.needs_fisher else None)

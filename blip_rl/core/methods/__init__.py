@@ -8,6 +8,10 @@ from .base import METHODS, ContinualMethod, MethodError, check_options, make_met
 from .blip import Blip, BlipOptions
 from .ewc import EWCOptions, OnlineEWC
 from .finetune import FineTune, FineTuneFixed
+from .l2 import L2, L2Options
+from .mas import MAS, MASOptions
+from .si import SI, SIOptions
 
 __all__ = ["ContinualMethod", "MethodError", "METHODS", "register", "resolve_method", "check_options", "make_method",
-           "method_spec", "Blip", "BlipOptions", "OnlineEWC", "EWCOptions", "FineTune", "FineTuneFixed"]
+           "method_spec", "Blip", "BlipOptions", "OnlineEWC", "EWCOptions", "FineTune", "FineTuneFixed", "L2",
+           "L2Options", "MAS", "MASOptions", "SI", "SIOptions"]
