@@ -9,7 +9,7 @@ checkpoints) and writes, into a new ``--out`` dir:
   training starts to the end of the sequence; the paper's Fig. 3.
 * ``bits_<method>.png``: frozen bits of each layer's weights (rows) after each game (columns),
   from the checkpoints ``<k>_<game>.pt`` of the method's lowest seed; the paper's Fig. 2.
-* ``table.md`` / ``summary.json``: ACC, BWT and the final accumulated normalized reward per method,
+* ``table.md`` / ``summary.json`` / ``table.tex``: ACC, BWT, forgetting (with 95% bootstrap CIs) and the final accumulated normalized reward per method,
   mean and sample standard deviation over seeds (from each ``results.json``).
 
 Runs are grouped by ``method`` and told apart by ``seed`` (both from ``config.yaml``). Figures
@@ -35,7 +35,7 @@ import numpy as np
 from .continual import Results, checkpoint_name
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .logging import KEYS
-from .metrics import accumulated_normalized
+from .metrics import accumulated_normalized, forgetting
 
 __all__ = ["register", "make_report", "load_run", "RunData", "MissingDependencyError", "format_stat"]
 
@@ -203,10 +203,20 @@ def _clean(x: float | None) -> float | None:
 
 
 def _stats(values: Sequence[float | None]) -> dict[str, Any]:
-    """Mean and sample standard deviation (ddof 1; None with one value) of the finite values."""
+    """Mean, sample standard deviation (ddof 1; None with one value) and the 95% percentile
+    bootstrap confidence interval of the mean (:func:`blip_rl.metrics.bootstrap_ci`; None with
+    one value) of the finite values."""
+    from .metrics import bootstrap_ci
+
     vals = [float(v) for v in values if _clean(v) is not None]
+    ci = list(bootstrap_ci(vals)[1:]) if len(vals) > 1 else None
     return {"values": [_clean(v) for v in values], "mean": statistics.fmean(vals) if vals else None,
-            "std": statistics.stdev(vals) if len(vals) > 1 else None}
+            "std": statistics.stdev(vals) if len(vals) > 1 else None, "ci95": ci}
+
+
+def format_ci(stat: dict[str, Any]) -> str:
+    """``[lo, hi]`` with 3 decimals (``n/a`` with fewer than two seeds)."""
+    return f"[{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]" if stat.get("ci95") else "n/a"
 
 
 def format_stat(stat: dict[str, Any]) -> str:
@@ -225,10 +235,13 @@ def _summary(groups: dict[str, list[RunData]]) -> dict[str, Any]:
             "acc": _stats([r.results.acc for r in runs]),
             "bwt": _stats([r.results.bwt if len(r.games) > 1 else None for r in runs]),
             "accumulated_normalized": _stats([r.final_accumulated for r in runs]),
+            # Mean forgetting over the earlier tasks: best score ever reached minus the final one.
+            "forgetting": _stats([statistics.fmean(forgetting(r.results._scored())) if len(r.games) > 1 else None
+                                  for r in runs]),
         }
     first = next(iter(groups.values()))[0]
-    return {"games": first.games, "statistic": "mean and sample standard deviation (ddof 1) over seeds",
-            "methods": methods}
+    return {"games": first.games, "statistic": "mean and sample standard deviation (ddof 1) over seeds; ci95: "
+            "95% percentile bootstrap interval of the mean (10,000 resamples, seed 0)", "methods": methods}
 
 
 def _table(summary: dict[str, Any]) -> str:
@@ -239,15 +252,36 @@ def _table(summary: dict[str, Any]) -> str:
         "(0 = random policy, 1 = single-task PPO reference). ACC: mean final score over all games; "
         "BWT: mean change of each earlier game's score from right after learning it to the end; "
         "accumulated normalized: sum of the final scores (at most the number of games). "
-        "Mean ± sample standard deviation over seeds.",
+        "Forgetting: mean over earlier games of the best score reached minus the final one. "
+        "Mean ± sample standard deviation over seeds; [lo, hi]: 95% bootstrap confidence interval of the "
+        "mean over seeds.",
         "",
-        "| method | seeds | ACC | BWT | accumulated normalized |",
-        "|---|---|---|---|---|",
+        "| method | seeds | ACC | BWT | accumulated normalized | ACC 95% CI | BWT 95% CI | forgetting "
+        "| forgetting 95% CI |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, m in summary["methods"].items():
         lines.append(f"| {method} | {', '.join(map(str, m['seeds']))} | {format_stat(m['acc'])} | "
-                     f"{format_stat(m['bwt'])} | {format_stat(m['accumulated_normalized'])} |")
+                     f"{format_stat(m['bwt'])} | {format_stat(m['accumulated_normalized'])} | "
+                     f"{format_ci(m['acc'])} | {format_ci(m['bwt'])} | {format_stat(m['forgetting'])} | "
+                     f"{format_ci(m['forgetting'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _latex(summary: dict[str, Any]) -> str:
+    """The table for a paper: mean and 95% bootstrap CI of ACC, BWT and forgetting (booktabs)."""
+    def cell(stat: dict[str, Any]) -> str:
+        if stat["mean"] is None:
+            return "--"
+        ci = f" {{\\scriptsize [{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]}}" if stat.get("ci95") else ""
+        return f"{stat['mean']:.3f}{ci}"
+
+    rows = [f"{method} & {len(m['seeds'])} & {cell(m['acc'])} & {cell(m['bwt'])} & {cell(m['forgetting'])} \\\\"
+            for method, m in summary["methods"].items()]
+    return "\n".join([
+        "% blip-rl report: mean [95% bootstrap CI] over seeds; needs \\usepackage{booktabs}",
+        "\\begin{tabular}{lrccc}", "\\toprule", "method & seeds & ACC & BWT & forgetting \\\\", "\\midrule",
+        *rows, "\\bottomrule", "\\end{tabular}", ""])
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -469,6 +503,8 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str
         save_fig(_figure_bits(Figure, runs[0]), f"bits_{method}.png")
     atomic_write_text(out_dir / "table.md", table)
     files.append(out_dir / "table.md")
+    atomic_write_text(out_dir / "table.tex", _latex(summary))
+    files.append(out_dir / "table.tex")
     summary["files"] = [p.name for p in files] + ["summary.json"]
     atomic_write_json(out_dir / "summary.json", summary)
     files.append(out_dir / "summary.json")

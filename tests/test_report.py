@@ -59,10 +59,13 @@ def _copy(run_dir, dest, *, tb=True):
 @needs_mpl
 def test_every_file_is_written_and_pngs_are_sane(report):
     out = report["out_dir"]
-    names = {"accumulated_normalized.png", "per_game.png", "bits_blip.png", "bits_ft.png", "table.md", "summary.json"}
+    names = {"accumulated_normalized.png", "per_game.png", "bits_blip.png", "bits_ft.png", "table.md", "table.tex",
+             "summary.json"}
     assert {p.name for p in out.iterdir()} == names
     assert {p.name for p in report["files"]} == names
-    for name in names - {"table.md", "summary.json"}:
+    tex = (out / "table.tex").read_text()
+    assert "\\begin{tabular}" in tex and "\\toprule" in tex and "blip & 2 &" in tex and "ft & 2 &" in tex
+    for name in names - {"table.md", "table.tex", "summary.json"}:
         with Image.open(out / name) as im:
             assert im.format == "PNG"
             assert 300 <= im.width <= 3000 and 200 <= im.height <= 3000, (name, im.size)
@@ -99,7 +102,14 @@ def _check_numbers(report, runs_by_method):
             assert m[key]["mean"] == pytest.approx(mean, abs=1e-12)
             assert m[key]["std"] == pytest.approx(std, abs=1e-12)
             cells.append(f"{mean:.3f} ± {std:.3f}")
-        assert rows[method] == [", ".join(map(str, SEEDS)), *cells]
+        assert rows[method][:4] == [", ".join(map(str, SEEDS)), *cells]
+        # The 95% bootstrap interval of each mean is in the table, and holds the mean.
+        from blip_rl.metrics import bootstrap_ci
+
+        for key, column in (("acc", 4), ("bwt", 5)):
+            _, lo, hi = bootstrap_ci(expected[key])
+            assert m[key]["ci95"] == [lo, hi] and lo <= m[key]["mean"] <= hi
+            assert rows[method][column] == f"[{lo:.3f}, {hi:.3f}]"
 
 
 @needs_mpl
