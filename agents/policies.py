@@ -159,6 +159,12 @@ class MultiHeadPolicy(ActorCriticPolicy):
         latent_pi = self.mlp_extractor.forward_actor(features)
         return self.action_heads[k](latent_pi)
 
+    def head_outputs(self, obs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and values of head ``k`` for raw observations, with gradients (one trunk pass)."""
+        features = self.extract_features(obs, self.pi_features_extractor)
+        latent_pi, latent_vf = self.mlp_extractor(features)
+        return self.action_heads[k](latent_pi), self.value_heads[k](latent_vf).flatten()
+
     @torch.no_grad()
     def act(self, obs: np.ndarray, k: int, *, deterministic: bool = True,
             generator: torch.Generator | None = None) -> np.ndarray:

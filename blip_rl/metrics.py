@@ -10,7 +10,8 @@ from typing import Sequence
 
 Matrix = Sequence[Sequence[float | None]]
 
-__all__ = ["acc", "bwt", "forgetting", "accumulated_normalized", "bootstrap_ci"]
+__all__ = ["acc", "bwt", "forgetting", "accumulated_normalized", "bootstrap_ci", "curve_auc", "task_auc",
+           "accumulated_auc", "forward_transfer"]
 
 
 def _final_row(matrix: Matrix) -> Sequence[float | None]:
@@ -70,3 +71,49 @@ def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, n_boot: i
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(x.mean()), float(lo), float(hi)
+
+
+def curve_auc(steps: Sequence[float], values: Sequence[float]) -> float | None:
+    """Area under a piecewise-linear curve divided by its span (the time average of ``values``
+    between the first and the last step); one point gives its value, none gives None."""
+    points = sorted((float(s), float(v)) for s, v in zip(steps, values) if v is not None and not math.isnan(v))
+    if not points:
+        return None
+    span = points[-1][0] - points[0][0]
+    if len(points) == 1 or span <= 0:
+        return sum(v for _, v in points) / len(points)
+    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(points, points[1:]))
+    return area / span
+
+
+def _score(point: dict, j: int) -> float | None:
+    norm = point["normalized"][j] if j < len(point["normalized"]) else None
+    return norm if norm is not None else (point["raw"][j] if j < len(point["raw"]) else None)
+
+
+def task_auc(curve: Sequence[dict], j: int) -> float | None:
+    """AUC of task j's (normalized) score over the evaluations made while task j learned
+    (Continual World's AUC_i): the time average between its first and last evaluation.
+
+    ``curve`` is ``results.json``'s ``curve`` (``{"step", "task", "raw", "normalized"}`` per
+    evaluation). With evaluations only at task ends (``eval.every: 0``) it is task j's score
+    right after learning it.
+    """
+    points = [(p["step"], _score(p, j)) for p in curve if p["task"] == j and j < len(p["raw"])]
+    return curve_auc([s for s, _ in points], [v for _, v in points])
+
+
+def accumulated_auc(curve: Sequence[dict]) -> float | None:
+    """Time average of the accumulated normalized reward over the whole run (every evaluation):
+    the area under the paper's Fig. 4 curve divided by its span. Tasks without a normalized
+    score count 0, as in :func:`accumulated_normalized`."""
+    return curve_auc([p["step"] for p in curve], [accumulated_normalized(p["normalized"]) for p in curve])
+
+
+def forward_transfer(auc: float | None, reference_auc: float | None) -> float | None:
+    """Continual World's forward transfer of one task: ``(AUC - AUC_ref) / (1 - AUC_ref)``, where
+    AUC_ref is the same task learned from scratch alone (scores in [0, 1]). Positive: learning
+    the earlier tasks helped. None where either is missing or the reference is already perfect."""
+    if auc is None or reference_auc is None or 1.0 - reference_auc <= 1e-9:
+        return None
+    return (auc - reference_auc) / (1.0 - reference_auc)

@@ -35,7 +35,7 @@ import numpy as np
 from .continual import Results, checkpoint_name
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .logging import KEYS
-from .metrics import accumulated_normalized, forgetting
+from .metrics import accumulated_auc, accumulated_normalized, forgetting, forward_transfer, task_auc
 
 __all__ = ["register", "make_report", "load_run", "RunData", "MissingDependencyError", "format_stat"]
 
@@ -219,16 +219,51 @@ def format_ci(stat: dict[str, Any]) -> str:
     return f"[{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]" if stat.get("ci95") else "n/a"
 
 
-def format_stat(stat: dict[str, Any]) -> str:
+def format_stat(stat: dict[str, Any], digits: int = 3) -> str:
     """``mean ± std`` with 3 decimals as in ``table.md`` (``n/a`` when undefined)."""
     if stat["mean"] is None:
         return "n/a"
-    return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["std"] is not None else "")
+    return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["std"] is not None else "")
 
 
-def _summary(groups: dict[str, list[RunData]]) -> dict[str, Any]:
+def _final_drift(run: RunData, key: str) -> float | None:
+    """Mean over the earlier tasks of their drift after the last task (None: not measured)."""
+    rows = run.results.drift if key == "drift" else run.results.changed
+    if not rows or len(run.games) < 2:
+        return None
+    values = [v for v in rows[-1][: len(run.games) - 1] if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def reference_aucs(reference_dirs: Sequence[str | Path]) -> dict[str, list[float]]:
+    """Task name -> the AUC of that task in each reference run (runs that learned it from
+    scratch, usually alone: ``blip-rl train --games G``), for forward transfer."""
+    out: dict[str, list[float]] = {}
+    for path in reference_dirs:
+        run = load_run(path)
+        if not run.results.curve:
+            raise UserError(f"reference {path} has no learning curve in results.json (an older blip-rl wrote it); "
+                            "train it again with this version to use it as a reference")
+        for j, task in enumerate(run.games):
+            auc = task_auc(run.results.curve, j)
+            if auc is not None:
+                out.setdefault(task, []).append(auc)
+    return out
+
+
+def _forward_transfer(run: RunData, refs: dict[str, list[float]]) -> dict[str, float | None]:
+    """Forward transfer of each task of ``run`` against the mean reference AUC of that task."""
+    out = {}
+    for j, task in enumerate(run.games):
+        ref = statistics.fmean(refs[task]) if task in refs else None
+        out[task] = forward_transfer(task_auc(run.results.curve, j), ref)
+    return out
+
+
+def _summary(groups: dict[str, list[RunData]], refs: dict[str, list[float]] | None = None) -> dict[str, Any]:
     methods = {}
     for method, runs in groups.items():
+        transfers = [_forward_transfer(r, refs) for r in runs] if refs else []
         methods[method] = {
             "seeds": [r.seed for r in runs],
             "runs": [str(r.path) for r in runs],
@@ -238,13 +273,30 @@ def _summary(groups: dict[str, list[RunData]]) -> dict[str, Any]:
             # Mean forgetting over the earlier tasks: best score ever reached minus the final one.
             "forgetting": _stats([statistics.fmean(forgetting(r.results._scored())) if len(r.games) > 1 else None
                                   for r in runs]),
+            # Time average of the accumulated normalized reward over the run (area under Fig. 4).
+            "accumulated_auc": _stats([accumulated_auc(r.results.curve) for r in runs]),
+            # After the last task, mean over the earlier tasks of KL(then || now) on their kept states,
+            # and of the share of those states whose greedy action changed.
+            "policy_drift": _stats([_final_drift(r, "drift") for r in runs]),
+            "greedy_changed": _stats([_final_drift(r, "changed") for r in runs]),
         }
+        if refs:
+            per_task = {t: _stats([ft[t] for ft in transfers]) for t in runs[0].games}
+            means = [statistics.fmean([v for v in ft.values() if v is not None])
+                     if any(v is not None for v in ft.values()) else None for ft in transfers]
+            methods[method]["forward_transfer"] = _stats(means)
+            methods[method]["forward_transfer_per_task"] = per_task
     first = next(iter(groups.values()))[0]
-    return {"games": first.games, "statistic": "mean and sample standard deviation (ddof 1) over seeds; ci95: "
-            "95% percentile bootstrap interval of the mean (10,000 resamples, seed 0)", "methods": methods}
+    summary = {"games": first.games, "statistic": "mean and sample standard deviation (ddof 1) over seeds; ci95: "
+               "95% percentile bootstrap interval of the mean (10,000 resamples, seed 0)", "methods": methods}
+    if refs:
+        summary["reference_auc"] = {t: statistics.fmean(v) for t, v in refs.items()}
+        summary["reference_runs"] = {t: len(v) for t, v in refs.items()}
+    return summary
 
 
 def _table(summary: dict[str, Any]) -> str:
+    transfer = "reference_auc" in summary
     lines = [
         "# blip-rl report",
         "",
@@ -253,18 +305,33 @@ def _table(summary: dict[str, Any]) -> str:
         "BWT: mean change of each earlier game's score from right after learning it to the end; "
         "accumulated normalized: sum of the final scores (at most the number of games). "
         "Forgetting: mean over earlier games of the best score reached minus the final one. "
+        "Accumulated AUC: time average of the accumulated normalized reward over the run (every "
+        "evaluation). Policy drift: after the last game, mean over the earlier games of KL(policy when "
+        "the game ended || final policy) on states kept from that game; greedy changed: the share of "
+        "those states whose greedy action changed. "
         "Mean ± sample standard deviation over seeds; [lo, hi]: 95% bootstrap confidence interval of the "
         "mean over seeds.",
         "",
         "| method | seeds | ACC | BWT | accumulated normalized | ACC 95% CI | BWT 95% CI | forgetting "
-        "| forgetting 95% CI |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| forgetting 95% CI | accumulated AUC | policy drift | greedy changed |"
+        + (" forward transfer | FT 95% CI |" if transfer else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if transfer else ""),
     ]
     for method, m in summary["methods"].items():
-        lines.append(f"| {method} | {', '.join(map(str, m['seeds']))} | {format_stat(m['acc'])} | "
-                     f"{format_stat(m['bwt'])} | {format_stat(m['accumulated_normalized'])} | "
-                     f"{format_ci(m['acc'])} | {format_ci(m['bwt'])} | {format_stat(m['forgetting'])} | "
-                     f"{format_ci(m['forgetting'])} |")
+        line = (f"| {method} | {', '.join(map(str, m['seeds']))} | {format_stat(m['acc'])} | "
+                f"{format_stat(m['bwt'])} | {format_stat(m['accumulated_normalized'])} | "
+                f"{format_ci(m['acc'])} | {format_ci(m['bwt'])} | {format_stat(m['forgetting'])} | "
+                f"{format_ci(m['forgetting'])} | {format_stat(m['accumulated_auc'])} | "
+                f"{format_stat(m['policy_drift'], 4)} | {format_stat(m['greedy_changed'])} |")
+        if transfer:
+            line += f" {format_stat(m['forward_transfer'])} | {format_ci(m['forward_transfer'])} |"
+        lines.append(line)
+    if transfer:
+        refs = ", ".join(f"{t} {v:.3f} ({summary['reference_runs'][t]} runs)" for t, v in summary["reference_auc"].items())
+        lines += ["", "Forward transfer (Continual World): per game (AUC - AUC_ref) / (1 - AUC_ref), where AUC is "
+                  "the time average of the game's normalized score over the evaluations while it learned, and "
+                  f"AUC_ref the same in the reference runs that learned it from scratch ({refs}); mean over the "
+                  "games that have a reference."]
     return "\n".join(lines) + "\n"
 
 
@@ -276,11 +343,14 @@ def _latex(summary: dict[str, Any]) -> str:
         ci = f" {{\\scriptsize [{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]}}" if stat.get("ci95") else ""
         return f"{stat['mean']:.3f}{ci}"
 
-    rows = [f"{method} & {len(m['seeds'])} & {cell(m['acc'])} & {cell(m['bwt'])} & {cell(m['forgetting'])} \\\\"
+    transfer = "reference_auc" in summary
+    rows = [f"{method} & {len(m['seeds'])} & {cell(m['acc'])} & {cell(m['bwt'])} & {cell(m['forgetting'])}"
+            + (f" & {cell(m['forward_transfer'])}" if transfer else "") + " \\\\"
             for method, m in summary["methods"].items()]
     return "\n".join([
         "% blip-rl report: mean [95% bootstrap CI] over seeds; needs \\usepackage{booktabs}",
-        "\\begin{tabular}{lrccc}", "\\toprule", "method & seeds & ACC & BWT & forgetting \\\\", "\\midrule",
+        "\\begin{tabular}{lrccc" + ("c" if transfer else "") + "}", "\\toprule",
+        "method & seeds & ACC & BWT & forgetting" + (" & FT" if transfer else "") + " \\\\", "\\midrule",
         *rows, "\\bottomrule", "\\end{tabular}", ""])
 
 
@@ -448,11 +518,14 @@ def _check_out(out_dir: Path) -> None:
                          "(blip-rl report never overwrites files)")
 
 
-def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
+                references: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Write the report of ``run_dirs`` (finished runs of one game sequence) into the new ``out_dir``.
 
     :param run_dirs: run dirs made by ``blip-rl train --run-dir``; grouped by method, one per seed.
     :param out_dir: a directory that does not exist yet or is empty.
+    :param references: run dirs that learned some of the games from scratch (alone, or first),
+        for forward transfer (:func:`blip_rl.metrics.forward_transfer`).
     :returns: ``{"out_dir": Path, "files": [Path, ...], "table": str (table.md), "summary": dict
         (summary.json)}``.
     :raises ValueError: no runs, a path that is not a finished run dir, runs of different game
@@ -464,6 +537,11 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str
     out_dir = Path(out_dir)
     _check_out(out_dir)
     groups = _group([load_run(p) for p in run_dirs])
+    refs = reference_aucs(references) if references else None
+    if refs is not None and not set(refs) & set(next(iter(groups.values()))[0].games):
+        raise UserError(f"none of the --reference runs learned a game of this sequence (they learned "
+                        f"{', '.join(sorted(refs))}); give single-game runs of its games, e.g. `blip-rl train "
+                        "--games G --run-dir DIR` with the same steps per game and evaluation schedule")
     Figure = _require_matplotlib()
     all_runs = [r for runs in groups.values() for r in runs]
     games = all_runs[0].games
@@ -483,7 +561,7 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str
         acc_bands[method] = _band([c[KEYS["accumulated"]] for c in per_run])
         game_bands[method] = {g: _band([c[key] for c in per_run]) for g, key in zip(games, keys)}
 
-    summary = _summary(groups)
+    summary = _summary(groups, refs)
     summary["curves_from"] = sources
     summary["curves"] = {"accumulated_normalized": acc_bands, "per_game": game_bands}
     table = _table(summary)
@@ -513,7 +591,7 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str
 
 # -- command line -------------------------------------------------------------------------------
 def _cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
-    result = make_report(args.run_dirs, args.out)
+    result = make_report(args.run_dirs, args.out, args.reference or ())
     print(result["table"])
     print(f"Wrote {len(result['files'])} files to {result['out_dir']}:")
     for path in result["files"]:
@@ -528,4 +606,7 @@ def register(sub) -> None:
                                    "Needs matplotlib: pip install 'blip-rl[report]'.")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs of one game sequence (any methods, seeds)")
     r.add_argument("--out", required=True, help="new directory for the report (must not exist or be empty)")
+    r.add_argument("--reference", nargs="+", metavar="RUN_DIR",
+                   help="runs that learned games of this sequence from scratch (e.g. one game each): forward "
+                        "transfer per game against them")
     r.set_defaults(func=_cmd_report)

@@ -6,7 +6,7 @@ import pytest
 from tests._cli import TINY, blip_rl
 
 
-@pytest.mark.parametrize("method", ["l2", "mas", "si"])
+@pytest.mark.parametrize("method", ["l2", "mas", "si", "packnet", "bc-replay", "shrink-perturb"])
 def test_baseline_trains_two_games_and_eval_rebuilds_it(tmp_path, method):
     run_dir = tmp_path / method
     blip_rl("train", "--games", "kungfu,boxing", "--method", method, "--run-dir", run_dir, *TINY)
@@ -18,7 +18,7 @@ def test_baseline_trains_two_games_and_eval_rebuilds_it(tmp_path, method):
     assert "is complete" in again.stdout
 
 
-@pytest.mark.parametrize("method", ["l2", "mas", "si"])
+@pytest.mark.parametrize("method", ["l2", "mas", "si", "packnet", "bc-replay", "shrink-perturb"])
 def test_baseline_runs_a_classification_benchmark(tmp_path, method):
     pytest.importorskip("sklearn")
     run_dir = tmp_path / method

@@ -21,3 +21,39 @@ def test_single_task_and_empty():
 
 def test_accumulated_normalized_counts_missing_as_zero():
     assert accumulated_normalized([1.0, 0.5, None]) == 1.5
+
+
+# -- learning-curve metrics (forward transfer, AUC) -------------------------------------------------
+def test_curve_auc_is_the_time_average_of_a_piecewise_linear_curve():
+    from blip_rl.metrics import curve_auc
+
+    assert curve_auc([0, 10], [0.0, 1.0]) == pytest.approx(0.5)
+    assert curve_auc([0, 10, 30], [0.0, 1.0, 1.0]) == pytest.approx((5 + 20) / 30)
+    assert curve_auc([5], [0.25]) == 0.25
+    assert curve_auc([], []) is None
+    assert curve_auc([0, 10], [None, 0.4]) == 0.4  # missing points are left out
+
+
+def test_task_auc_uses_the_evaluations_while_that_task_learned():
+    from blip_rl.metrics import accumulated_auc, task_auc
+
+    curve = [
+        {"step": 10, "task": 0, "raw": [5.0], "normalized": [0.2]},
+        {"step": 20, "task": 0, "raw": [9.0], "normalized": [0.6]},
+        {"step": 30, "task": 1, "raw": [9.0, 1.0], "normalized": [0.6, None]},
+        {"step": 40, "task": 1, "raw": [8.0, 3.0], "normalized": [0.5, None]},
+    ]
+    assert task_auc(curve, 0) == pytest.approx(0.4)
+    assert task_auc(curve, 1) == pytest.approx(2.0)  # no normalization: raw scores
+    assert task_auc(curve, 2) is None
+    # accumulated normalized reward 0.2, 0.6, 0.6, 0.5 at steps 10..40 (missing counts 0)
+    assert accumulated_auc(curve) == pytest.approx((0.4 + 0.6 + 0.55) * 10 / 30)
+
+
+def test_forward_transfer_as_continual_world_defines_it():
+    from blip_rl.metrics import forward_transfer
+
+    assert forward_transfer(0.6, 0.5) == pytest.approx(0.2)
+    assert forward_transfer(0.4, 0.5) == pytest.approx(-0.2)
+    assert forward_transfer(0.5, 0.5) == 0.0
+    assert forward_transfer(0.9, 1.0) is None and forward_transfer(None, 0.3) is None

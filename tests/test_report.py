@@ -232,3 +232,55 @@ def test_missing_matplotlib_says_what_to_install(runs, tmp_path, monkeypatch):
         rep.make_report([runs["blip", 1]], tmp_path / "out")
     assert isinstance(err.value, ValueError)  # the CLI prints it as a one-line error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Each game of the sequence learned alone from scratch (seed 1), as forward-transfer references."""
+    root = tmp_path_factory.mktemp("refs")
+    games = TINY[TINY.index("--games") + 1].split(",")
+    args = [a for i, a in enumerate(TINY) if a != "--games" and (i == 0 or TINY[i - 1] != "--games")]
+    dirs = [root / g for g in games]
+    procs = [subprocess.Popen([sys.executable, "-m", "blip_rl.cli", "train", *args, "--games", g, "--method", "ft",
+                               "--run-dir", str(d)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for g, d in zip(games, dirs)]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    return dirs
+
+
+@needs_mpl
+def test_forward_transfer_against_reference_runs_and_drift_columns(runs, references, tmp_path):
+    from blip_rl.metrics import forward_transfer, task_auc
+
+    report = rep.make_report(list(runs.values()), tmp_path / "rep", references)
+    summary = report["summary"]
+    ref_auc = {d.name: task_auc(_results(d)["curve"], 0) for d in references}
+    assert summary["reference_auc"] == pytest.approx(ref_auc)
+    for (method, seed), run_dir in runs.items():
+        curve = _results(run_dir)["curve"]
+        assert [p["task"] for p in curve] == [0, 0, 1, 1]  # an evaluation every 32 steps, 64 per game
+        ft = [forward_transfer(task_auc(curve, j), ref_auc[g]) for j, g in enumerate(("kungfu", "boxing"))]
+        m = summary["methods"][method]
+        i = list(SEEDS).index(seed)
+        for g, v in zip(("kungfu", "boxing"), ft):
+            assert m["forward_transfer_per_task"][g]["values"][i] == (pytest.approx(v) if v is not None else None)
+        drift = _results(run_dir)["drift"]
+        assert drift[0][0] == 0.0 and drift[1][1] == 0.0  # right after learning a game it has not drifted
+        assert m["policy_drift"]["values"][i] == pytest.approx(drift[1][0])
+    assert "forward transfer" in report["table"] and "policy drift" in report["table"]
+    assert " & FT " in (tmp_path / "rep" / "table.tex").read_text()
+
+
+def test_report_refuses_references_of_other_games(runs, tmp_path, capsys):
+    from blip_rl.cli import main
+
+    other = tmp_path / "other"
+    code = main(["train", *[a if a != "kungfu,boxing" else "pong" for a in TINY], "--run-dir", str(other)])
+    assert code == 0
+    capsys.readouterr()
+    assert main(["report", *map(str, runs.values()), "--out", str(tmp_path / "rep"), "--reference", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "none of the --reference runs learned a game of this sequence" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()

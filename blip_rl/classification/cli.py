@@ -50,6 +50,8 @@ class ClassifyConfig:
     :param train: the optimization, :class:`blip_rl.classification.learner.TrainConfig`.
     :param methods: options per method name (e.g. ``blip: {f_prior: 1.0e-11}``); the chosen
         method's entry is passed to :func:`blip_rl.core.make_method`.
+    :param drift_samples: training inputs kept per task to measure how far its class
+        distribution drifts later (:mod:`blip_rl.continual.drift`); 0: off.
     """
 
     benchmark: str = ""
@@ -63,6 +65,7 @@ class ClassifyConfig:
     model: dict[str, Any] = field(default_factory=lambda: {"arch": "mlp"})
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: dict[str, Any] = field(default_factory=dict)
+    drift_samples: int = 512
 
     @property
     def method_options(self) -> dict[str, Any]:
@@ -153,6 +156,8 @@ def _validate(cfg: ClassifyConfig) -> None:
         raise UserError(f"unknown benchmark {cfg.benchmark!r}; choose one of {sorted(BENCHMARKS)}")
     if cfg.epochs < 1:
         raise UserError(f"epochs must be a positive integer, got {cfg.epochs!r}")
+    if cfg.drift_samples < 0:
+        raise UserError(f"drift_samples must be >= 0 (0: no drift measured), got {cfg.drift_samples!r}")
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"threads must be a positive integer or null, got {cfg.threads!r}")
     if cfg.device not in DEVICES:
@@ -275,6 +280,9 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
         torch.set_num_threads(cfg.threads)
     start = time.time()
     tasks = load_benchmark(cfg.benchmark, cfg.data_dir, seed=cfg.seed, **cfg.data)
+    from ..core import check_options, resolve_method
+
+    check_options(resolve_method(cfg.method), method_options, n_tasks=len(tasks))  # e.g. PackNet's capacity
     shapes = {t.input_shape for t in tasks}
     if len(shapes) != 1:
         raise UserError(f"benchmark {cfg.benchmark!r} gave tasks of different input shapes {sorted(shapes)}")
@@ -312,7 +320,15 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
 
     learner = ClassificationLearner(tasks, model, train=train, device=device, seed=cfg.seed, logger=None,
                                     extra={"config": resolved})
-    tasks_done = learner.restore(checkpoint, method) if checkpoint is not None else None
+    from ..continual import DriftProbe
+    from .learner import read_checkpoint
+
+    drift = DriftProbe(cfg.drift_samples)
+    tasks_done = None
+    if checkpoint is not None:
+        payload = read_checkpoint(checkpoint)
+        tasks_done = learner.restore(payload, method)
+        drift.load_state_dict(payload.get("drift"))
     logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if checkpoint is not None else None)
     learner.logger = logger
     if not resuming:
@@ -329,7 +345,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
         with StopOnSignal() as stop:
             results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger,
                                    on_message=print, results=results, tasks_done=tasks_done,
-                                   should_stop=stop.requested)
+                                   should_stop=stop.requested, drift=drift, seed=cfg.seed)
     except Interrupted as exc:
         import sys
 

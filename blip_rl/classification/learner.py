@@ -232,7 +232,7 @@ class ClassificationLearner:
                 return False
         if p.best_state is not None:
             self.model.load_state_dict(p.best_state)
-        self.epochs_run[k] = p.epoch
+        self.epochs_run[k] = self.epochs_run.get(k, 0) + p.epoch  # a retraining phase (PackNet) adds to it
         self._log({"epochs": p.epoch})
         self._progress = None
         return True
@@ -257,6 +257,13 @@ class ClassificationLearner:
             batch_size=self.train_cfg.fisher_batch_size,
             generator=torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k),
         )
+
+    def task_outputs(self, inputs: torch.Tensor, k: int, *, training: bool = True) -> tuple[torch.Tensor, None]:
+        """Head k's logits on ``inputs``, with gradients (no values: classification has none);
+        ``training=False`` switches dropout off first."""
+        if not training:
+            self.model.eval()
+        return self.model(inputs.to(self.device), k), None
 
     def evaluate(self, k: int, *, on_episode: Callable[[int, int], None] | None = None,
                  on_step: Callable[[int], None] | None = None) -> float:

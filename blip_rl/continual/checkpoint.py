@@ -13,6 +13,8 @@ A checkpoint is a ``torch.save``'d dict that loads with ``weights_only=True``:
 ``results``         the score matrix so far (:meth:`Results.to_dict`), or None
 ``state``           the learner's own: network weights, what rebuilds it, its config
 ``progress``        what continuing a task needs (optimizer, schedule, RNG states), or None
+``drift``           the policy-drift samples (:class:`blip_rl.continual.drift.DriftProbe`), or
+                    None (absent in checkpoints of blip-rl 0.2 and earlier)
 ==================  =========================================================================
 
 Checkpoints of earlier versions are read through an ``upgrade`` function their learner
@@ -49,7 +51,7 @@ def method_entry(method: ContinualMethod) -> dict[str, Any]:
 
 
 def checkpoint_payload(learner: Any, method: ContinualMethod, *, tasks_done: int, resumable: bool = False,
-                       results: Results | None = None) -> dict[str, Any]:
+                       results: Results | None = None, drift: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint of ``learner`` (see the module doc): the envelope around its
     ``checkpoint_state(tasks_done=..., resumable=...)`` (``{"state", "progress"}``)."""
     own = learner.checkpoint_state(tasks_done=tasks_done, resumable=resumable)
@@ -65,15 +67,17 @@ def checkpoint_payload(learner: Any, method: ContinualMethod, *, tasks_done: int
         "results": results.to_dict() if results is not None else None,
         "state": own["state"],
         "progress": own.get("progress") if resumable else None,
+        "drift": drift,
         "saved_at": time.time(),
     }
 
 
 def write_checkpoint(path: str | Path, learner: Any, method: ContinualMethod, *, tasks_done: int,
-                     resumable: bool = False, results: Results | None = None) -> None:
+                     resumable: bool = False, results: Results | None = None,
+                     drift: dict[str, Any] | None = None) -> None:
     """Write :func:`checkpoint_payload` atomically (a kill leaves the previous file whole)."""
     atomic_torch_save(checkpoint_payload(learner, method, tasks_done=tasks_done, resumable=resumable,
-                                         results=results), path)
+                                         results=results, drift=drift), path)
 
 
 def read_checkpoint(path: str | Path, *, learner: str | None = None, device: str | torch.device = "cpu",

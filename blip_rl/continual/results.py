@@ -55,15 +55,31 @@ class Results:
     time_s: dict[str, float] = field(default_factory=dict)
     #: Env steps (or samples) per part: ``training`` and ``evaluation``, for throughputs.
     work: dict[str, int] = field(default_factory=dict)
+    #: ``drift[i][j]``: mean KL(then || now) of task j's kept states after task i
+    #: (:mod:`blip_rl.continual.drift`; None: not measured).
+    drift: list[list[float | None]] = field(default_factory=list)
+    #: ``changed[i][j]``: share of task j's kept states whose greedy action changed, after task i.
+    changed: list[list[float | None]] = field(default_factory=list)
+    #: Every evaluation of the run, periodic ones included: ``{"step", "task" (index of the task
+    #: being learned), "raw", "normalized"}`` (lists over the tasks evaluated). Forward transfer
+    #: and the area under the accumulated normalized reward are computed from it.
+    curve: list[dict[str, Any]] = field(default_factory=list)
 
     def add_row(self, raw: list[float], normalized: list[float | None], step: int, *,
-                cut: list[int | None] | None = None, episodes: list[int | None] | None = None) -> None:
+                cut: list[int | None] | None = None, episodes: list[int | None] | None = None,
+                drift: list[float | None] | None = None, changed: list[float | None] | None = None) -> None:
         pad = [None] * (len(self.tasks) - len(raw))
         self.raw.append(list(raw) + pad)
         self.normalized.append(list(normalized) + pad)
         self.steps.append(int(step))
         self.cut.append(list(cut if cut is not None else [None] * len(raw)) + pad)
         self.episodes.append(list(episodes if episodes is not None else [None] * len(raw)) + pad)
+        self.drift.append(list(drift if drift is not None else [None] * len(raw)) + pad)
+        self.changed.append(list(changed if changed is not None else [None] * len(raw)) + pad)
+
+    def add_point(self, step: int, task: int, raw: list[float], normalized: list[float | None]) -> None:
+        """One evaluation on the learning curve: at ``step``, while task ``task`` (0-based) learns."""
+        self.curve.append({"step": int(step), "task": int(task), "raw": list(raw), "normalized": list(normalized)})
 
     def add_time(self, part: str, seconds: float, work: int = 0) -> None:
         """Add ``seconds`` (and ``work`` env steps or samples) to one part of the run."""
@@ -115,6 +131,9 @@ class Results:
             "episodes": self.episodes,
             "time_s": self.time_s,
             "work": self.work,
+            "drift": self.drift,
+            "greedy_changed": self.changed,
+            "curve": self.curve,
         }
 
     @classmethod
@@ -124,17 +143,23 @@ class Results:
         empty = [[None] * len(d["tasks"]) for _ in range(rows)]
         return cls(tasks=list(d["tasks"]), method=d["method"], raw=d["raw"], normalized=d["normalized"],
                    steps=list(d["steps"]), cut=d.get("cut") or empty, episodes=d.get("episodes") or empty,
-                   time_s=dict(d.get("time_s") or {}), work=dict(d.get("work") or {}))
+                   time_s=dict(d.get("time_s") or {}), work=dict(d.get("work") or {}),
+                   drift=d.get("drift") or [list(r) for r in empty],
+                   changed=d.get("greedy_changed") or [list(r) for r in empty], curve=list(d.get("curve") or []))
 
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["after_task", "step", "eval_task", "raw", "normalized", "episodes", "cut"])
+        w.writerow(["after_task", "step", "eval_task", "raw", "normalized", "episodes", "cut", "policy_drift",
+                    "greedy_changed"])
+
+        def cell(x):
+            return "" if x is None else x
+
         for i, (rr, nn) in enumerate(zip(self.raw, self.normalized)):
             for j, task in enumerate(self.tasks[: i + 1]):
-                eps, cut = self.episodes[i][j], self.cut[i][j]
-                w.writerow([self.tasks[i], self.steps[i], task, rr[j], "" if nn[j] is None else nn[j],
-                            "" if eps is None else eps, "" if cut is None else cut])
+                w.writerow([self.tasks[i], self.steps[i], task, rr[j], cell(nn[j]), cell(self.episodes[i][j]),
+                            cell(self.cut[i][j]), cell(self.drift[i][j]), cell(self.changed[i][j])])
         return buf.getvalue()
 
     def save(self, run_dir: str | Path) -> None:

@@ -1,9 +1,12 @@
 """The task scheduler, shared by the Atari agent and the classification trainer.
 
-For each task k: ``method.start_task`` -> ``learner.begin_task`` -> ``learner.learn`` (periodic
-evaluation of every task learned so far) -> ``method.end_task`` with the learner's Fisher data
-(BLIP: Fisher -> information gain -> frozen bits -> anchors) -> checkpoint -> evaluation of every
-task so far, one row of the score matrix -> ``results.json`` / ``results.csv``.
+Once per run (and on resume): ``method.start_sequence`` and ``method.bind`` (the task heads'
+outputs). For each task k: ``method.start_task`` -> ``learner.begin_task`` -> ``learner.learn``
+(periodic evaluation of every task learned so far) -> ``method.end_task`` with the learner's
+Fisher data (BLIP: Fisher -> information gain -> frozen bits -> anchors) -> retraining where the
+method asks for it (PackNet, after pruning) -> the policy-drift sample of task k -> checkpoint
+-> evaluation of every task so far (scores and drift), one row of the score matrix ->
+``results.json`` / ``results.csv``.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from torch import nn
 from ..core import ContinualMethod, FisherData
 from ..logging import KEYS, RunLogger
 from .checkpoint import write_checkpoint
+from .drift import Drift, DriftProbe
 from .results import Evaluation, Results
 
 __all__ = ["Learner", "run_sequence", "checkpoint_name", "Interrupted", "EvalProgress", "PROGRESS", "LATEST"]
@@ -36,11 +40,17 @@ class Learner(Protocol):
 
     def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> bool | None:
         """Learn task k up to ``budget`` units in all (counting what a resumed run already did);
-        call ``on_update(global_step)`` after each update. A learner that accepts a keyword
+        call ``on_update(global_step)`` after each update (``on_update(global_step, final=True)``
+        after the last one, where the learner knows it: a periodic evaluation due then is skipped,
+        the task's own evaluation follows at once). A learner that accepts a keyword
         ``should_stop`` polls it and returns False when it stopped early."""
 
     def fisher_data(self, k: int) -> FisherData:
         """Inputs of task k (e.g. states of the policy's own rollouts) and its logits function."""
+
+    def task_outputs(self, inputs: Any, k: int, *, training: bool = True) -> tuple[Any, Any]:
+        """``(logits, values or None)`` of head k on ``inputs``, with gradients; ``training=False``
+        puts the network in evaluation mode first (dropout off)."""
 
     def evaluate(self, k: int, *, on_episode: Callable[[int, int], None] | None = None,
                  on_step: Callable[[int], None] | None = None) -> float | Evaluation:
@@ -111,30 +121,78 @@ def _evaluate_all(learner: Learner, upto: int, on_eval: EvalProgress | None = No
     return out
 
 
+def _eval_logits(learner: Learner) -> Callable[[Any, int], Any]:
+    return lambda x, j: learner.task_outputs(x, j, training=False)[0]
+
+
+def _measure_drift(learner: Learner, method: ContinualMethod, drift: DriftProbe | None,
+                   upto: int) -> list[Drift | None]:
+    """Drift of tasks 0..upto against their kept samples (None where none is kept)."""
+    out: list[Drift | None] = []
+    for j in range(upto + 1):
+        if drift is None or j not in drift.kept:
+            out.append(None)
+            continue
+        method.before_eval(j + 1)
+        try:
+            out.append(drift.measure(j, _eval_logits(learner), _device(learner)))
+        finally:
+            method.after_eval(j + 1)
+    return out
+
+
+def _device(learner: Learner) -> Any:
+    return next(learner.trunk.parameters()).device
+
+
+def _keep_drift_sample(learner: Learner, method: ContinualMethod, drift: DriftProbe | None, k: int,
+                       seed: int) -> None:
+    """Keep task k's drift sample, as head k answers now (after consolidation/retraining)."""
+    if drift is None or not drift.enabled:
+        return
+    inputs = learner.fisher_data(k).inputs
+    method.before_eval(k + 1)
+    try:
+        drift.keep(k, inputs, _eval_logits(learner), seed=seed)
+    finally:
+        method.after_eval(k + 1)
+
+
 def _normalized(learner: Learner, evaluations: dict[str, Evaluation]) -> dict[str, tuple[float, float | None]]:
     return {task: (e.score, learner.normalize(j, e.score)) for j, (task, e) in enumerate(evaluations.items())}
 
 
-def _log_evaluation(learner: Learner, results: Results, logger: RunLogger, evaluations: dict[str, Evaluation],
-                    step: int) -> dict[str, tuple[float, float | None]]:
+def _log_evaluation(learner: Learner, method: ContinualMethod, results: Results, logger: RunLogger,
+                    evaluations: dict[str, Evaluation], step: int, k: int,
+                    drift: DriftProbe | None) -> tuple[dict[str, tuple[float, float | None]], list[Drift | None]]:
+    """Log an evaluation of tasks 0..k (scores, games, drift) and add it to the learning curve."""
     scores = _normalized(learner, evaluations)
     logger.evaluation(scores, step)
     logger.episodes(evaluations, step)
+    drifts = _measure_drift(learner, method, drift, k)
+    for task, d in zip(scores, drifts):
+        if d is not None:
+            logger.scalar(KEYS["eval_drift"].format(task=task), d[0], step)
+            logger.scalar(KEYS["eval_changed"].format(task=task), d[1], step)
     results.add_time("evaluation", sum(e.seconds for e in evaluations.values()),
                      sum(e.env_steps for e in evaluations.values()))
-    return scores
+    results.add_point(step, k, [s[0] for s in scores.values()], [s[1] for s in scores.values()])
+    return scores, drifts
 
 
-def _record_row(learner: Learner, results: Results, logger: RunLogger, run_dir: Path, k: int,
-                on_message: Callable[[str], None] | None, on_eval: EvalProgress | None) -> None:
+def _record_row(learner: Learner, method: ContinualMethod, results: Results, logger: RunLogger, run_dir: Path,
+                k: int, on_message: Callable[[str], None] | None, on_eval: EvalProgress | None,
+                drift: DriftProbe | None) -> None:
     """Evaluate every task up to k, add the row to the results, save them, log."""
     step = learner.global_step
     evaluations = _evaluate_all(learner, k, on_eval)
-    scores = _log_evaluation(learner, results, logger, evaluations, step)
+    scores, drifts = _log_evaluation(learner, method, results, logger, evaluations, step, k, drift)
     has_games = any(e.episodes for e in evaluations.values())
     results.add_row([s[0] for s in scores.values()], [s[1] for s in scores.values()], step,
                     cut=[e.cut if e.episodes else None for e in evaluations.values()],
-                    episodes=[e.episodes or None for e in evaluations.values()])
+                    episodes=[e.episodes or None for e in evaluations.values()],
+                    drift=[d[0] if d is not None else None for d in drifts],
+                    changed=[d[1] if d is not None else None for d in drifts])
     results.save(run_dir)
     logger.scalar(KEYS["acc"], results.acc, step)
     if k > 0:
@@ -163,6 +221,8 @@ def run_sequence(
     on_message: Callable[[str], None] | None = None,
     on_eval: EvalProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    drift: DriftProbe | None = None,
+    seed: int = 0,
 ) -> Results:
     """Learn ``learner.task_names`` in order with ``method``; return the score matrix.
 
@@ -181,6 +241,9 @@ def run_sequence(
     :param on_eval: called while evaluating, as games end (see :data:`EvalProgress`).
     :param should_stop: polled by the learner; when it returns True, learning stops after the
         current update, a resumable checkpoint is written and :class:`Interrupted` is raised.
+    :param drift: the policy-drift probe (:class:`DriftProbe`; a resumed run passes the one of its
+        checkpoint); None: drift is not measured.
+    :param seed: seeds the choice of each task's drift sample.
 
     The wall time of each part (training, evaluation, Fisher/consolidation, checkpoints) is
     added up in ``results.time_s`` (see :meth:`Results.time_split`).
@@ -191,29 +254,36 @@ def run_sequence(
     checkpoints = run_dir / "checkpoints"
     tasks = list(learner.task_names)
     results = results or Results(tasks=tasks, method=method.name)
+    method.start_sequence(tasks)
+    method.bind(lambda x, task: learner.task_outputs(x, task - 1))
     start = len(results.raw) if tasks_done is None else tasks_done
     if start > len(results.raw):
-        _record_row(learner, results, logger, run_dir, start - 1, on_message, on_eval)
+        _record_row(learner, method, results, logger, run_dir, start - 1, on_message, on_eval, drift)
     next_eval = [learner.global_step + eval_every] if eval_every > 0 else [None]
     next_ckpt = [learner.global_step + checkpoint_every] if checkpoint_every > 0 else [None]
 
     def save(path: Path, k: int, **kwargs) -> None:
         t0 = time.perf_counter()
-        write_checkpoint(path, learner, method, tasks_done=k, results=results, **kwargs)
+        write_checkpoint(path, learner, method, tasks_done=k, results=results,
+                         drift=drift.state_dict() if drift is not None else None, **kwargs)
         results.add_time("checkpoints", time.perf_counter() - t0)
 
     for k in range(start, len(tasks)):
         logger.scalar(KEYS["task_index"], k, learner.global_step)
         method.start_task(k + 1)
+        # A method that retrains after end_task (PackNet) may have been stopped while retraining.
+        retraining = method.tasks_done >= k + 1
         learner.begin_task(k, method)
         inside = [0.0]  # seconds spent in evaluations and checkpoints during learn()
 
-        def on_update(step: int, k: int = k) -> None:
+        def on_update(step: int, k: int = k, final: bool = False) -> None:
             if on_progress is not None:
                 on_progress(step)
             t0 = time.perf_counter()
             if next_eval[0] is not None and step >= next_eval[0]:
-                _log_evaluation(learner, results, logger, _evaluate_all(learner, k, on_eval), step)
+                if not final:  # the task's last update: its row's evaluation follows at once
+                    _log_evaluation(learner, method, results, logger, _evaluate_all(learner, k, on_eval), step, k,
+                                    drift)
                 while next_eval[0] <= step:
                     next_eval[0] += eval_every
             if next_ckpt[0] is not None and step >= next_ckpt[0]:
@@ -223,23 +293,34 @@ def run_sequence(
             inside[0] += time.perf_counter() - t0
 
         kwargs = {"should_stop": should_stop} if should_stop is not None else {}
-        t0, step0 = time.perf_counter(), learner.global_step
-        finished = learner.learn(k, budget, on_update, **kwargs)
-        results.add_time("training", time.perf_counter() - t0 - inside[0], learner.global_step - step0)
-        if finished is False:
-            path = checkpoints / PROGRESS
-            save(path, k, resumable=True)
-            logger.flush()
-            raise Interrupted(learner.global_step, path)
-        t0 = time.perf_counter()
-        data = learner.fisher_data(k) if method.needs_fisher else None
-        stats = method.end_task(k + 1, data)
-        results.add_time("consolidation", time.perf_counter() - t0)
-        step = learner.global_step
-        for name, value in stats.items():
-            logger.scalar(KEYS["method_stat"].format(name=name), value, step)
-        logger.bits(learner.trunk, step)
+
+        def learn(units: int, k: int = k) -> None:
+            t0, step0 = time.perf_counter(), learner.global_step
+            inside[0] = 0.0
+            finished = learner.learn(k, units, on_update, **kwargs)
+            results.add_time("training", time.perf_counter() - t0 - inside[0], learner.global_step - step0)
+            if finished is False:
+                path = checkpoints / PROGRESS
+                save(path, k, resumable=True)
+                logger.flush()
+                raise Interrupted(learner.global_step, path)
+
+        if not retraining:
+            learn(budget)
+            t0 = time.perf_counter()
+            data = learner.fisher_data(k) if method.needs_fisher else None
+            stats = method.end_task(k + 1, data)
+            results.add_time("consolidation", time.perf_counter() - t0)
+            for name, value in stats.items():
+                logger.scalar(KEYS["method_stat"].format(name=name), value, learner.global_step)
+        extra = method.retrain_budget(k + 1, budget)
+        if extra > 0:
+            if not retraining:
+                learner.begin_task(k, method)  # a fresh optimizer and schedule for the retraining
+            learn(extra)
+        _keep_drift_sample(learner, method, drift, k, seed)
+        logger.bits(learner.trunk, learner.global_step)
         save(checkpoints / checkpoint_name(k, tasks[k]), k + 1)
         save(checkpoints / LATEST, k + 1, resumable=True)
-        _record_row(learner, results, logger, run_dir, k, on_message, on_eval)
+        _record_row(learner, method, results, logger, run_dir, k, on_message, on_eval, drift)
     return results

@@ -24,6 +24,8 @@ KEYS = {
     "eval_normalized": "eval/{task}/normalized",  # score mapped to [0, 1]
     "eval_steps": "eval/{task}/episode_steps",  # mean agent steps per evaluation game
     "eval_cut": "eval/{task}/cut_fraction",  # share of evaluation games cut at the step limit
+    "eval_drift": "eval/{task}/policy_drift",  # mean KL(at the task's end || now) on its kept states
+    "eval_changed": "eval/{task}/greedy_changed",  # share of its kept states whose greedy action changed
     "accumulated": "eval/accumulated_normalized",  # sum of normalized scores of learned tasks
     "tasks_learned": "eval/tasks_learned",
     "acc": "continual/acc",  # ACC after each task (normalized scores)

@@ -4,14 +4,18 @@
 :func:`make_method`. A new method is one more module here (or anywhere importable, given as
 ``--method package.module:Class``): the class, its ``Options`` dataclass and ``@register``.
 """
-from .base import METHODS, ContinualMethod, MethodError, check_options, make_method, method_spec, register, resolve_method
+from .base import METHODS, ContinualMethod, MethodError, TaskOutputs, check_options, make_method, method_spec, register, resolve_method
+from .bc_replay import BCReplay, BCReplayOptions
 from .blip import Blip, BlipOptions
 from .ewc import EWCOptions, OnlineEWC
 from .finetune import FineTune, FineTuneFixed
 from .l2 import L2, L2Options
 from .mas import MAS, MASOptions
+from .packnet import PackNet, PackNetOptions
+from .shrink_perturb import ShrinkPerturb, ShrinkPerturbOptions
 from .si import SI, SIOptions
 
 __all__ = ["ContinualMethod", "MethodError", "METHODS", "register", "resolve_method", "check_options", "make_method",
            "method_spec", "Blip", "BlipOptions", "OnlineEWC", "EWCOptions", "FineTune", "FineTuneFixed", "L2",
-           "L2Options", "MAS", "MASOptions", "SI", "SIOptions"]
+           "L2Options", "MAS", "MASOptions", "SI", "SIOptions", "PackNet", "PackNetOptions", "BCReplay", "BCReplayOptions",
+           "ShrinkPerturb", "ShrinkPerturbOptions", "TaskOutputs"]

@@ -4,14 +4,20 @@ A method protects the parameters of a shared ``trunk`` (the network every task u
 are the learner's business). Its hooks are named by their place in the loop; the PPO agent and
 the classification trainer call the same ones:
 
+``start_sequence(tasks)`` once per run (and on resume), with the names of all its tasks
 ``start_task(task)``      before the first update of task ``task`` (1-based)
 ``penalty()``             a loss term added before ``backward()`` (or ``None``)
 ``before_step()``         between ``backward()`` and the optimizer step: gradient transforms
 ``after_step()``          after EVERY optimizer step (attached once with :meth:`attach_optimizer`)
 ``end_task(task, data)``  after the task, with inputs for the Fisher; returns scalar statistics
+``retrain_budget(task, budget)``  units to train task ``task`` again after ``end_task``
+                          (PackNet's retraining after pruning; 0 for most methods)
 ``before_eval(task)``     before task ``task`` is evaluated (e.g. apply its mask) ...
 ``after_eval(task)``      ... and after (undo it)
 ``state_dict()``          everything that must survive a checkpoint
+
+A method that needs a task head's outputs (behaviour cloning, distillation) calls
+:meth:`ContinualMethod.task_outputs`; the learner provides them through :meth:`bind`.
 
 A method is one module: the class, its options as a dataclass (``Options``), and
 ``@register`` on the class. ``--method NAME`` finds it in :data:`METHODS`;
@@ -26,19 +32,24 @@ from ...errors import UserError
 import dataclasses
 import importlib
 import typing
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..fisher import FisherData
 
-__all__ = ["ContinualMethod", "MethodError", "METHODS", "register", "resolve_method", "check_options",
+__all__ = ["ContinualMethod", "TaskOutputs", "MethodError", "METHODS", "register", "resolve_method", "check_options",
            "make_method", "method_spec"]
 
 
 class MethodError(UserError):
     """A method cannot be found, built or given these options; the message says what to do."""
+
+
+#: ``outputs(inputs, task)`` -> ``(logits, values)`` of task ``task``'s head (1-based), with
+#: gradients; ``values`` is ``None`` where the learner has no value head (classification).
+TaskOutputs = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor | None]"]
 
 
 class ContinualMethod:
@@ -62,6 +73,32 @@ class ContinualMethod:
     def __init__(self, trunk: nn.Module) -> None:
         self.trunk = trunk
         self.tasks_done = 0
+        self._outputs: TaskOutputs | None = None
+
+    @classmethod
+    def check_tasks(cls, n_tasks: int, options: dict[str, Any]) -> None:
+        """Raise :class:`MethodError` if a sequence of ``n_tasks`` tasks is more than the method
+        with ``options`` can hold (checked with the config, before anything is written)."""
+
+    def start_sequence(self, tasks: list[str]) -> None:
+        """Called once when a run starts or resumes, with the names of all its tasks in order."""
+        self.check_tasks(len(tasks), self.options)
+
+    def bind(self, outputs: TaskOutputs) -> None:
+        """Called by the learner before a task starts: how to get a task head's outputs."""
+        self._outputs = outputs
+
+    def task_outputs(self, inputs: torch.Tensor, task: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, values or None)`` of task ``task``'s head (1-based) on ``inputs``, with gradients."""
+        if self._outputs is None:
+            raise RuntimeError(f"method {self.name!r} needs the task heads' outputs, but the learner did not "
+                               "bind() them; call method.bind(outputs) in the learner's begin_task")
+        return self._outputs(inputs, task)
+
+    def retrain_budget(self, task: int, budget: int) -> int:
+        """Units (env steps, epochs) to train task ``task`` again after :meth:`end_task` changed
+        the network (PackNet retrains after pruning); 0: none. ``budget`` is a task's budget."""
+        return 0
 
     def start_task(self, task: int) -> None:
         """Called before the first update of ``task`` (1-based)."""
@@ -184,22 +221,29 @@ def _coerce(cls_name: str, key: str, value: Any, hint: Any) -> Any:
     raise MethodError(f"option {key} of method {cls_name} must be {hint}, got {value!r}")
 
 
-def check_options(cls: type[ContinualMethod], options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` checked against ``cls.Options`` (types coerced, defaults filled in).
+def check_options(cls: type[ContinualMethod], options: dict[str, Any], n_tasks: int | None = None) -> dict[str, Any]:
+    """``options`` checked against ``cls.Options`` (types coerced, defaults filled in), and, with
+    ``n_tasks``, against the length of the sequence (:meth:`ContinualMethod.check_tasks`).
 
-    :raises MethodError: an option the method does not take, or a value of the wrong type.
+    :raises MethodError: an option the method does not take, a value of the wrong type, or a
+        sequence longer than the method can hold.
     """
     fields = _fields(cls)
     if fields is None:
         if options:
             raise MethodError(f"method {cls.name} takes no options (it declares no Options), got {sorted(options)}")
+        if n_tasks is not None:
+            cls.check_tasks(n_tasks, {})
         return {}
     unknown = sorted(set(options) - set(fields))
     if unknown:
         raise MethodError(f"unknown option(s) {', '.join(unknown)} for method {cls.name}; it takes "
                           f"{', '.join(sorted(fields)) or 'no options'}")
     values = {k: _coerce(cls.name, k, v, fields[k]) for k, v in options.items()}
-    return dataclasses.asdict(cls.Options(**values))
+    checked = dataclasses.asdict(cls.Options(**values))
+    if n_tasks is not None:
+        cls.check_tasks(n_tasks, checked)
+    return checked
 
 
 def make_method(spec: str, trunk: nn.Module, **options: Any) -> ContinualMethod:
