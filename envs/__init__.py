@@ -1,7 +1,8 @@
 """Atari environments for blip-rl (installed as ``blip_rl.envs``).
 
-* :mod:`.games`: the game registry (``Game``, ``GAMES``, ``PAPER_GAMES``, ``get_game``,
-  ``parse_games``, ``normalize_score``, ``list_games``); light, imports only ale-py.
+* :mod:`.games`: the game registry (``Game``, ``GAMES``, ``PAPER_GAMES``, ``ATARI57``,
+  ``get_game``, ``parse_games``, ``game_modes``, ``normalize_score``, ``NORMALIZATIONS``,
+  ``missing_reference``, ``list_games``); light, imports only ale-py.
 * :mod:`.atari`: ``make_vec_env`` / ``evaluate_policy`` (SB3 ``VecEnv``s over ale-py's native
   vector env or SB3's Atari wrappers). Imported on first use, since it pulls in SB3 and torch.
 
@@ -11,29 +12,60 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .games import GAMES, PAPER_GAMES, Game, get_game, list_games, normalize_score, parse_games
+from .games import (
+    ATARI57,
+    GAMES,
+    NORMALIZATIONS,
+    PAPER_GAMES,
+    Game,
+    atari57_games,
+    game_modes,
+    get_game,
+    list_games,
+    missing_reference,
+    normalize_score,
+    parse_games,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .atari import BACKENDS, AtariSettings, AtariVecEnv, Episodes, evaluate_episodes, evaluate_policy, make_vec_env
+    from .atari import (
+        BACKENDS,
+        AtariSettings,
+        AtariVecEnv,
+        BackendFallbackWarning,
+        Episodes,
+        evaluate_episodes,
+        evaluate_policy,
+        make_vec_env,
+        needs_mode_backend,
+    )
 
 __all__ = [
     "Game",
     "GAMES",
     "PAPER_GAMES",
+    "ATARI57",
+    "NORMALIZATIONS",
+    "atari57_games",
     "get_game",
     "parse_games",
+    "game_modes",
     "normalize_score",
+    "missing_reference",
     "list_games",
     "AtariVecEnv",
     "AtariSettings",
     "BACKENDS",
+    "BackendFallbackWarning",
     "make_vec_env",
+    "needs_mode_backend",
     "Episodes",
     "evaluate_episodes",
     "evaluate_policy",
 ]
 
-_LAZY = {"AtariVecEnv", "AtariSettings", "BACKENDS", "Episodes", "make_vec_env", "evaluate_episodes", "evaluate_policy"}
+_LAZY = {"AtariVecEnv", "AtariSettings", "BACKENDS", "BackendFallbackWarning", "Episodes", "make_vec_env",
+         "needs_mode_backend", "evaluate_episodes", "evaluate_policy"}
 
 
 def __getattr__(name: str) -> Any:

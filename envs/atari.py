@@ -11,6 +11,12 @@ action set. Two backends give the same spaces and the same ``info`` conventions:
 * ``"sb3"``: SB3's ``make_atari_env`` (``AtariWrapper`` on each env in a ``DummyVecEnv``) +
   ``VecFrameStack`` + ``VecTransposeImage``; a reference to check the native backend against.
 
+A :class:`~blip_rl.envs.games.Game` with a ``mode`` / ``difficulty`` (e.g. ``"spaceinvaders:mode=4"``)
+is played in that mode: the ``"sb3"`` backend passes them to ``gym.make``. ale-py's native
+``AtariVectorEnv`` (ale-py 0.12) has no mode or difficulty argument, so with ``backend="ale"`` such
+a game is played by the ``"sb3"`` backend instead, with a :class:`BackendFallbackWarning` (a
+variant in its default mode and difficulty plays the same game and stays on ``"ale"``).
+
 Training envs (``training=True``) end an episode for learning at each life loss and clip rewards
 to their sign; evaluation envs (``training=False``) play full games with raw rewards. In both
 modes the raw, unclipped score of each full game (all lives, until game over or
@@ -26,6 +32,7 @@ from __future__ import annotations
 from blip_rl.errors import UserError
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 import dataclasses
 from dataclasses import dataclass, field, fields
@@ -38,15 +45,26 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from .games import Game, get_game
+from .games import Game, _task_key, get_game
 
-__all__ = ["AtariVecEnv", "AtariSettings", "BACKENDS", "Episodes", "make_vec_env", "evaluate_episodes", "evaluate_policy"]
+__all__ = ["AtariVecEnv", "AtariSettings", "BACKENDS", "BackendFallbackWarning", "Episodes", "make_vec_env",
+           "evaluate_episodes", "evaluate_policy", "needs_mode_backend"]
 
 #: Names accepted by ``make_vec_env(backend=...)``.
 BACKENDS = ("ale", "sb3")
 
 IMAGE_SIZE = 84
 _MAX_SEED = 2**31 - 1  # ALE's random_seed is a C int
+
+
+class BackendFallbackWarning(UserWarning):
+    """A game's mode / difficulty made :func:`make_vec_env` use the ``"sb3"`` backend instead of ``"ale"``."""
+
+
+def needs_mode_backend(game: Game) -> bool:
+    """True when ``game`` plays a mode or difficulty other than its ROM's default, which ale-py's
+    native ``AtariVectorEnv`` cannot set (only the ``"sb3"`` backend can)."""
+    return _task_key(game)[1:] != (None, None)
 
 
 def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
@@ -105,6 +123,11 @@ class AtariVecEnv(VecEnv):
         from ale_py.vector_env import AtariVectorEnv
         from gymnasium.vector import AutoresetMode
 
+        if needs_mode_backend(game):
+            raise UserError(
+                f"{game.title}: ale-py's native vector env cannot set a game mode or difficulty; "
+                "use the 'sb3' backend (env.backend: sb3, or make_vec_env(..., backend='sb3'))"
+            )
         self.game = game
         self.training = bool(training)
         self.backend = "ale"
@@ -343,17 +366,22 @@ def _make_sb3_vec_env(
             "(or use the default backend='ale')"
         ) from exc
     gym.register_envs(ale_py)
+    env_kwargs: dict[str, Any] = dict(
+        frameskip=1,  # AtariWrapper repeats each action `frameskip` times, max-pooling the last two
+        repeat_action_probability=repeat_action_probability,
+        full_action_space=False,
+        # ALE counts every emulated frame of the episode, the no-op/FIRE reset frames included.
+        max_num_frames_per_episode=max_episode_steps * frameskip,
+    )
+    if game.mode is not None:
+        env_kwargs["mode"] = game.mode  # ale_py.env.AtariEnv: ale.setMode after loading the ROM
+    if game.difficulty is not None:
+        env_kwargs["difficulty"] = game.difficulty
     venv = make_atari_env(
         game.gym_id,
         n_envs=n_envs,
         seed=seed,
-        env_kwargs=dict(
-            frameskip=1,  # AtariWrapper repeats each action `frameskip` times, max-pooling the last two
-            repeat_action_probability=repeat_action_probability,
-            full_action_space=False,
-            # ALE counts every emulated frame of the episode, the no-op/FIRE reset frames included.
-            max_num_frames_per_episode=max_episode_steps * frameskip,
-        ),
+        env_kwargs=env_kwargs,
         wrapper_kwargs=dict(
             noop_max=noop_max,
             frame_skip=frameskip,
@@ -426,7 +454,10 @@ def make_vec_env(
     """Make ``n_envs`` preprocessed copies of an Atari game as an SB3 ``VecEnv``.
 
     Args:
-        game: a :class:`~blip_rl.envs.games.Game` or any name ``get_game`` accepts.
+        game: a :class:`~blip_rl.envs.games.Game` or any name ``get_game`` accepts, with its
+            mode / difficulty if it has one (``"spaceinvaders:mode=4"``). The ``"ale"`` backend
+            cannot set a mode: such a game is played by ``"sb3"``, with a
+            :class:`BackendFallbackWarning`.
         n_envs: number of parallel envs (>= 1).
         seed: env ``i`` is seeded with ``seed + i`` at the first ``reset()``; give evaluation envs
             seeds of their own.
@@ -452,7 +483,15 @@ def make_vec_env(
     num_threads = _check_int("num_threads", num_threads, 0, " (0 picks min(n_envs, CPU cores))")
     kwargs = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "backend"}
     kwargs.update(n_envs=n_envs, seed=seed, training=bool(training))
-    if settings.backend == "ale":
+    if settings.backend == "ale" and needs_mode_backend(game):
+        warnings.warn(
+            f"{game.title}: ale-py's native vector env cannot set a game mode or difficulty, so this "
+            "game is played with the 'sb3' backend (set env.backend: sb3 to give every game of a run "
+            "the same backend)",
+            BackendFallbackWarning,
+            stacklevel=2,
+        )
+    elif settings.backend == "ale":
         return AtariVecEnv(game, num_threads=num_threads, **kwargs)
     return _make_sb3_vec_env(game, **kwargs)
 

@@ -73,13 +73,15 @@ def test_game_outside_registry_is_built_from_ale_py():
     assert pong.rom == "pong"
     assert pong.n_actions == 6
     assert pong.gym_id == "ALE/Pong-v5"
-    assert (pong.random_score, pong.human_score, pong.ppo_score) == (None, None, None)
+    assert (pong.random_score, pong.human_score, pong.ppo_score) == (-20.7, 14.6, 20.7)  # an Atari-57 game
+    tetris = get_game("tetris")  # not one of Atari-57: no reference scores
+    assert (tetris.random_score, tetris.human_score, tetris.ppo_score) == (None, None, None)
+    assert normalize_score(tetris, 21.0) is None
     assert get_game("ALE/Pong-v5") == pong
     assert get_game("Pong") == pong
     assert get_game("PongNoFrameskip-v4") == pong
     assert get_game("ms_pacman") == get_game("MsPacman")
     assert get_game("MsPacman").n_actions == 9
-    assert normalize_score(pong, 21.0) is None
 
 
 def test_unknown_game_error_lists_names_and_how_to_list_all():
@@ -181,3 +183,122 @@ def test_whole_action_count_snapshot_matches_ale_py():  # ~10 s: loads every ROM
     assert set(games_mod._MINIMAL_ACTIONS_SNAPSHOT) == set(games_mod._all_roms())
     for rom, count in games_mod._MINIMAL_ACTIONS_SNAPSHOT.items():
         assert count == ale_minimal_actions(rom), rom
+
+
+# --------------------------------------------------------------------------- Atari-57 references
+from blip_rl.envs.games import ATARI57, NORMALIZATIONS, atari57_games, missing_reference  # noqa: E402
+from blip_rl.errors import UserError  # noqa: E402
+
+# Games of Schulman et al. 2017's Table 6 is missing (49 of the 57 are there).
+NO_PPO_SCORE = {"berzerk", "defender", "hero", "phoenix", "skiing", "solaris", "surround", "yars_revenge"}
+
+
+def test_atari57_has_random_and_human_scores_for_57_ale_games():
+    games = atari57_games()
+    assert len(games) == len(ATARI57) == 57
+    roms = set(ale_py.roms.get_all_rom_ids())
+    for g in games:
+        assert g.rom in roms and g.rom not in games_mod._MULTIPLAYER_ONLY, g.rom
+        assert isinstance(g.random_score, float) and isinstance(g.human_score, float), g.rom
+        assert g.human_score > g.random_score, g.rom  # every human-normalized score is defined
+        assert get_game(g.name) == g and get_game(g.rom) == g
+    for rom in ("surround", "defender", "phoenix", "pitfall", "skiing", "solaris", "yars_revenge"):
+        assert rom in ATARI57
+    assert {g.rom for g in games if g.ppo_score is None} == NO_PPO_SCORE
+    assert sum(g.ppo_score is not None for g in games) == 49
+
+
+@pytest.mark.parametrize(
+    ("name", "random", "human"),
+    # google-deepmind/dqn_zoo, dqn_zoo/atari_data.py, _ATARI_DATA (Mnih et al. 2015's table)
+    [("pong", -20.7, 14.6), ("breakout", 1.7, 30.5), ("mspacman", 307.3, 6951.6),
+     ("montezumarevenge", 0.0, 4753.3), ("skiing", -17098.1, -4336.9), ("videopinball", 16256.9, 17667.9)],
+)
+def test_known_random_and_human_scores(name, random, human):
+    g = get_game(name)
+    assert (g.random_score, g.human_score) == (random, human)
+
+
+@pytest.mark.parametrize(
+    ("name", "ppo"),
+    # Schulman et al. 2017, Table 6, PPO column (via the endtoend.ai pages named in games.py)
+    [("alien", 1850.3), ("atlantis", 2311815.0), ("beamrider", 1590.0), ("stargunner", 32689.0),
+     ("mspacman", 2096.5), ("doubledunk", -14.9), ("kungfu", 23310.3)],
+)
+def test_known_ppo_scores(name, ppo):
+    assert get_game(name).ppo_score == ppo
+
+
+def test_paper_games_keep_their_names_and_values():
+    expected = {
+        "kungfu": (258.5, 22736.3, 23310.3), "boxing": (0.1, 12.1, 94.6), "jamesbond": (29.0, 302.8, 560.7),
+        "krull": (1598.0, 2665.5, 7942.3), "riverraid": (1338.5, 17118.0, 8393.6),
+        "spaceinvaders": (148.0, 1668.7, 942.5),
+    }
+    for name, scores in expected.items():
+        g = GAMES[name]
+        assert (g.random_score, g.human_score, g.ppo_score) == scores
+        assert (g.mode, g.difficulty) == (None, None)
+        # the tables the other games use agree with the paper games' values
+        assert games_mod._RANDOM_HUMAN[g.rom] == scores[:2] and games_mod._PPO[g.rom] == scores[2]
+    assert [g for g in atari57_games() if g.rom in {p.rom for p in PAPER_GAMES}] == sorted(PAPER_GAMES, key=lambda g: g.rom)
+
+
+def test_short_names_follow_the_rom_rule():
+    for rom, name in [("ms_pacman", "mspacman"), ("beam_rider", "beamrider"), ("star_gunner", "stargunner"),
+                      ("hero", "hero"), ("up_n_down", "upndown")]:
+        assert get_game(rom).name == name
+
+
+def test_list_games_lists_every_atari57_game_with_scores():
+    listed = {g.rom: g for g in list_games()}
+    assert len(listed) >= 57
+    for g in atari57_games():
+        assert listed[g.rom] == g
+
+
+# --------------------------------------------------------------------------- normalizations
+def test_ppo_normalization_is_the_default_and_unchanged_for_the_paper_games():
+    assert NORMALIZATIONS == ("ppo", "human", "none")
+    for g in PAPER_GAMES:
+        for score in (g.random_score, (g.random_score + g.ppo_score) / 2, g.ppo_score, 2 * g.ppo_score, -1e6):
+            expected = min(1.0, max(0.0, (score - g.random_score) / (g.ppo_score - g.random_score)))
+            assert normalize_score(g, score) == pytest.approx(expected)
+            assert normalize_score(g, score, "ppo") == normalize_score(g, score)
+    assert normalize_score("hero", 15926.7) == pytest.approx(0.5)  # no PPO score: human reference
+
+
+def test_human_normalization():
+    pong = get_game("pong")  # random -20.7, human 14.6
+    assert normalize_score(pong, -3.05, "human") == pytest.approx(0.5)
+    assert normalize_score(pong, 21.0, "human") == 1.0
+    assert normalize_score(pong, -21.0, "human") == 0.0
+    boxing = GAMES["boxing"]  # random 0.1, human 12.1 (PPO 94.6)
+    assert normalize_score(boxing, 6.1, "human") == pytest.approx(0.5)
+    assert normalize_score(boxing, 6.1, "ppo") == pytest.approx(6.0 / 94.5)
+    assert normalize_score(get_game("tetris"), 5.0, "human") is None
+
+
+def test_none_normalization_gives_none():
+    for g in (GAMES["kungfu"], get_game("pong"), get_game("tetris")):
+        assert normalize_score(g, 123.0, "none") is None
+    assert missing_reference(list(PAPER_GAMES) + [get_game("tetris")], "none") == []
+
+
+def test_unknown_normalization_names_the_valid_ones():
+    with pytest.raises(UserError) as err:
+        normalize_score("kungfu", 1.0, "max")
+    for name in NORMALIZATIONS:
+        assert repr(name) in str(err.value)
+    with pytest.raises(UserError, match="'human'"):
+        missing_reference(["kungfu"], "Human")
+
+
+def test_missing_reference():
+    games = parse_games("kungfu,hero,tetris,pong")
+    assert missing_reference(games, "ppo") == [get_game("tetris")]
+    assert missing_reference(games, "human") == [get_game("tetris")]
+    assert missing_reference(["kungfu", "tetris"], "ppo") == [get_game("tetris")]
+    no_ppo = Game("x", "X", "x", "ALE/X-v5", 4, random_score=1.0, ppo_score=None, human_score=None)
+    assert missing_reference([no_ppo], "ppo") == [no_ppo]
+    assert missing_reference(list(PAPER_GAMES), "ppo") == []
