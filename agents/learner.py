@@ -162,7 +162,7 @@ class AtariLearner:
         hooks = _Hooks(should_stop)
         # After the update, not at the rollout's end (before it): evaluations and progress
         # checkpoints then hold the parameters trained on every step they count.
-        self.model.after_update = lambda: on_update(self.global_step)
+        self.model.after_update = lambda: on_update(self.global_step, final=self.model.steps_left(budget) <= 0)
         try:
             self.model.learn(total_timesteps=left, reset_num_timesteps=False, callback=hooks,
                              tb_log_name=self.task_names[k])
@@ -182,6 +182,12 @@ class AtariLearner:
         return FisherData(inputs, lambda x: self.policy.head_logits(x, k, exact=True),
                           batch_size=self.cfg.fisher_batch_size, generator=gen)
 
+    def task_outputs(self, inputs: torch.Tensor, k: int, *, training: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and values of head k on observations (uint8 frames), with gradients."""
+        if not training:
+            self.policy.set_training_mode(False)
+        return self.policy.head_outputs(torch.as_tensor(inputs, device=self.device), k)
+
     def evaluate(self, k: int, *, on_episode: Callable[[int, int], None] | None = None,
                  on_step: Callable[[int], None] | None = None) -> Evaluation:
         """Play ``cfg.eval.episodes`` games of game k at once, with head k."""
@@ -193,7 +199,7 @@ class AtariLearner:
                           seconds=played.seconds)
 
     def normalize(self, k: int, score: float) -> float | None:
-        return normalize_score(self.games[k], score)
+        return normalize_score(self.games[k], score, self.cfg.normalization)
 
     def checkpoint_state(self, *, tasks_done: int, resumable: bool = False) -> dict[str, Any]:
         """The learner's part of a checkpoint (:mod:`blip_rl.continual.checkpoint`): what

@@ -206,6 +206,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         from .envs import parse_games
 
         parse_games(cfg.games)  # unknown / duplicate games fail before anything is written
+        notes.extend(_reference_warnings(cfg))
         # Device, precision and threads are checked before the run dir is made.
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
                                           n_envs=cfg.env.n_envs)
@@ -220,7 +221,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
     from .agents.learner import AtariLearner
     from .agents.ppo import NonFiniteLossError
-    from .continual import Interrupted, StopOnSignal, run_sequence
+    from .continual import DriftProbe, Interrupted, StopOnSignal, run_sequence
     from .core import make_method
     from .logging import KEYS, RunLogger
 
@@ -233,8 +234,10 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     learner = AtariLearner(cfg, runtime=runtime, tb_dir=run_dir / "tb",
                            purge_step=int(payload["global_step"]) if payload is not None else None)
     method = make_method(cfg.method, learner.trunk, **cfg.method_kwargs())
+    drift = DriftProbe(cfg.drift_samples)
     if payload is not None:
         learner.restore(payload, method)
+        drift.load_state_dict(payload.get("drift"))
     logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None)
     from .system import system_info
 
@@ -280,7 +283,8 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
                                    eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
                                    results=results, tasks_done=tasks_done, on_progress=progress,
-                                   on_message=message, on_eval=evaluating, should_stop=stop.requested)
+                                   on_message=message, on_eval=evaluating, should_stop=stop.requested,
+                                   drift=drift, seed=cfg.seed)
     except Interrupted as exc:
         bar.close()
         print(f"\nblip-rl: stopped at env step {exc.step}; checkpoint {exc.checkpoint}.\n"
@@ -304,6 +308,20 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"Checkpoints: {run_dir / 'checkpoints'}")
     print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
     return 0
+
+
+def _reference_warnings(cfg: Any) -> list[str]:
+    """One line if some games have no reference score under the run's normalization."""
+    from .envs import missing_reference, parse_games
+
+    if cfg.normalization == "none":
+        return []
+    missing = missing_reference(parse_games(cfg.games), cfg.normalization)
+    if not missing:
+        return []
+    return [f"warning: no {cfg.normalization} reference score for {', '.join(g.name for g in missing)}: their "
+            "normalized scores are missing (TensorBoard has no eval/<game>/normalized for them, and the "
+            "accumulated normalized reward leaves them out; see `blip-rl games`)"]
 
 
 # -- eval -------------------------------------------------------------------------------------------
@@ -377,7 +395,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
         raise UserError(f"game {game.name!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
     head = learned.index(game.name)
     method = load_method(meta, policy)  # a method that acts at evaluation time acts here too
-    overrides = {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed")}
+    overrides = {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed", "normalization")}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.max_episode_steps is not None:
@@ -407,7 +425,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     mean = sum(scores) / len(scores)
     out = {"checkpoint": str(args.checkpoint), "game": game.name, "episodes": len(scores), "seed": seed,
            "precision": runtime.precision, "fast": runtime.precision == "bf16",
-           "scores": scores, "mean": mean, "normalized": normalize_score(game, mean),
+           "scores": scores, "mean": mean, "normalized": normalize_score(game, mean, cfg.normalization),
            "episode_steps": played.lengths, "cut": played.n_cut, "max_episode_steps": cfg.eval.max_episode_steps,
            "seconds": round(played.seconds, 3), "tasks_done": meta["tasks_done"], "games_learned": learned}
     if args.json:
@@ -425,17 +443,37 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+# -- export -----------------------------------------------------------------------------------------
+def _cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
+    """One learned game of an Atari checkpoint as a stable-baselines3 PPO zip and its model card."""
+    from .agents.export import export_game
+
+    done = export_game(args.checkpoint, args.game, args.out, force=args.force)
+    print(f"{done.game} (head {done.head} of {args.checkpoint}) -> {done.zip_path}: stable-baselines3 PPO, "
+          f"{done.n_actions} actions; load it with PPO.load({str(done.zip_path)!r})")
+    print(f"model card (where it came from, scores, env settings, how to evaluate it): {done.card_path}")
+    return 0
+
+
 # -- games / toy ------------------------------------------------------------------------------------
 def _cmd_games(args: argparse.Namespace, argv: list[str]) -> int:
-    from .envs import list_games
+    from .envs import ATARI57, list_games
 
-    print(f"{'name':14s} {'title':18s} {'actions':>7s} {'random':>8s} {'human':>8s} {'ppo':>8s}  ale id")
-    for g in list_games():
-        def fmt(x):
-            return f"{x:8.1f}" if x is not None else f"{'-':>8s}"
-        print(f"{g.name:14s} {g.title:18s} {g.n_actions:7d} {fmt(g.random_score)} {fmt(g.human_score)} "
+    def fmt(x):
+        return f"{x:>10.1f}" if x is not None else " " * 10
+
+    games = list_games()
+    print(f"{'name':16s} {'title':22s} {'actions':>7s} {'random':>10s} {'human':>10s} {'ppo':>10s}  ale id")
+    for g in games:
+        print(f"{g.name:16s} {g.title:22s} {g.n_actions:7d} {fmt(g.random_score)} {fmt(g.human_score)} "
               f"{fmt(g.ppo_score)}  {g.gym_id}")
-    print("\nAny other ALE game works by its name or id (e.g. --games pong,ALE/Breakout-v5).")
+    n57 = sum(g.rom in ATARI57 for g in games)
+    n_ppo = sum(g.ppo_score is not None for g in games)
+    print(f"\n{len(games)} single-player ALE games; {n57} of the Atari-57 benchmark have random and human "
+          f"scores (Mnih et al. 2015), {n_ppo} a PPO score (Schulman et al. 2017, Table 6).")
+    print("Actions: size of the minimal action set. Scores are raw game points, in the default mode.")
+    print("Pick a mode or difficulty with game:mode=N:difficulty=M (or its name, e.g. spaceinvaders-mode4);")
+    print("a non-default mode has no reference scores.")
     return 0
 
 
@@ -506,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--threads", type=int, help="threads to check (default: every usable core)")
     i.add_argument("--n-envs", type=int, default=16, help="env count the thread choice is for (default 16)")
     i.set_defaults(func=_cmd_info)
+
+    x = sub.add_parser("export", help="write a learned game as a stable-baselines3 PPO zip, with a model card")
+    x.add_argument("checkpoint", help="an Atari checkpoint: RUN_DIR/checkpoints/<k>_<game>.pt or latest.pt")
+    x.add_argument("--game", required=True, help="the game to export, one the checkpoint has learned")
+    x.add_argument("--out", required=True, help="the zip to write (.zip is appended to a name without suffix, as "
+                                                "SB3 does); the model card goes beside it with the suffix .md")
+    x.add_argument("--force", action="store_true", help="overwrite an existing zip and model card")
+    x.set_defaults(func=_cmd_export)
 
     g = sub.add_parser("games", help="list the game registry")
     g.set_defaults(func=_cmd_games)

@@ -23,6 +23,10 @@ from .core.methods import MethodError, check_options, resolve_method
 from .core.quant import DEFAULT_F_PRIOR
 from .system import PRECISIONS
 
+#: Choices of ``normalization`` (the same tuple as blip_rl.envs.NORMALIZATIONS, which a test checks;
+#: the config layer does not import the envs).
+NORMALIZATIONS = ("ppo", "human", "none")
+
 __all__ = ["parse_assignments", "EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
            "load_config", "merge", "to_dict", "ConfigError"]
 
@@ -111,6 +115,13 @@ class TrainConfig:
     features_dim: int = 1024
     fisher_samples: int = 2000  #: states from the policy's own last rollouts for the Fisher
     fisher_batch_size: int = 250
+    #: what a game's normalized score is relative to: ppo (PPO after 40M frames, the BLIP paper's;
+    #: the human score where none exists) | human (human-normalized) | none. Games without a
+    #: reference under it get one warning at start and no normalized score (never a zero).
+    normalization: str = "ppo"
+    #: states of each game's own last rollouts kept to measure its policy drift later (0: off);
+    #: 28 KB each in every checkpoint
+    drift_samples: int = 512
     threads: int = 0  #: torch and ALE worker threads; 0: every core this process may use
     checkpoint_every: int = 500_000  #: env steps between resumable checkpoints inside a game (0: per game only)
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -133,7 +144,8 @@ class TrainConfig:
         does (as SB3 lets a batch size that does not divide the buffer run).
         """
         try:
-            self.method_kwargs()
+            n_tasks = sum(1 for item in self.games for name in str(item).split(",") if name.strip())
+            check_options(resolve_method(self.method), self.method_kwargs(), n_tasks=n_tasks)
         except MethodError as exc:
             raise ConfigError(str(exc)) from None
         if not self.games:
@@ -152,6 +164,10 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (--precision), got {self.precision!r}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0: every usable core), got {self.threads}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
+        if self.drift_samples < 0:
+            raise ConfigError(f"drift_samples must be >= 0 (0: no policy drift measured), got {self.drift_samples}")
         if self.eval.n_envs < 0:
             raise ConfigError(f"eval.n_envs must be >= 0 (0: one env per evaluation game), got {self.eval.n_envs}")
         if self.checkpoint_every < 0:
