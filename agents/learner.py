@@ -162,13 +162,17 @@ class AtariLearner:
         hooks = _Hooks(should_stop)
         # After the update, not at the rollout's end (before it): evaluations and progress
         # checkpoints then hold the parameters trained on every step they count.
-        self.model.after_update = lambda: on_update(self.global_step, final=self.model.steps_left(budget) <= 0)
+        self.model.after_update = lambda: on_update(self.global_step)
         try:
             self.model.learn(total_timesteps=left, reset_num_timesteps=False, callback=hooks,
                              tb_log_name=self.task_names[k])
         finally:
             self.model.after_update = None
         return not hooks.stopped
+
+    def finished(self, k: int, budget: int) -> bool:
+        """Whether game k has no steps left of ``budget`` (the update just made was its last)."""
+        return self.model.steps_left(budget) <= 0
 
     def fisher_data(self, k: int) -> FisherData:
         """States from the policy's own last rollout on game k (``cfg.fisher_samples`` of them)."""

@@ -39,23 +39,27 @@ def main() -> None:
     args = ap.parse_args()
     space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
     print(f"paper trunk, {args.tasks} consolidations of {args.states} random states each")
-    print(f"{'method':8s} {'B/param after 1':>16s} {f'after {args.tasks}':>10s}")
+    print(f"{'method':14s} {'B/param after 1':>16s} {f'after {args.tasks}':>10s}")
     for name in sorted(METHODS):
         torch.manual_seed(0)
         trunk = BlipAtariCNN(space, features_dim=1024, quantized=True)
         head = torch.nn.Linear(1024, 18)
         n_params = sum(p.numel() for p in trunk.parameters())
         method = make_method(name, trunk)
+        method.start_sequence([f"task{t}" for t in range(1, args.tasks + 1)])
+        method.bind(lambda x, task: (head(trunk(x.float() / 255)), None))
+        # A replay method keeps `samples` states per task: give it that many, to count them all.
+        n_states = max(args.states, getattr(method, "samples", 0)) if hasattr(method, "buffer") else args.states
         sizes = []
         for task in range(1, args.tasks + 1):
             method.start_task(task)
-            states = torch.randint(0, 255, (args.states, 4, 84, 84), dtype=torch.uint8)
+            states = torch.randint(0, 255, (n_states, 4, 84, 84), dtype=torch.uint8)
             data = FisherData(states, lambda x: head(trunk(x.float())), batch_size=32,
                               generator=torch.Generator().manual_seed(task))
             method.end_task(task, data if method.needs_fisher else None)
             blip_state = state_bytes(trunk)[0] if name == "blip" else 0
             sizes.append((tensor_bytes(method.state_dict()) + blip_state) / n_params)
-        print(f"{name:8s} {sizes[0]:16.2f} {sizes[-1]:10.2f}")
+        print(f"{name:14s} {sizes[0]:16.2f} {sizes[-1]:10.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -205,7 +205,9 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         cfg = load_config(args.config, _train_overrides(args), notes=notes)
         from .envs import parse_games
 
-        parse_games(cfg.games)  # unknown / duplicate games fail before anything is written
+        # Unknown / duplicate games fail before anything is written; the run keeps each game's
+        # canonical name (spaceinvaders:mode=4 -> spaceinvaders-mode4), the one in every file and tag.
+        cfg.games = [g.name for g in parse_games(cfg.games)]
         notes.extend(_reference_warnings(cfg))
         # Device, precision and threads are checked before the run dir is made.
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision, threads=cfg.threads,

@@ -40,9 +40,9 @@ class Learner(Protocol):
 
     def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> bool | None:
         """Learn task k up to ``budget`` units in all (counting what a resumed run already did);
-        call ``on_update(global_step)`` after each update (``on_update(global_step, final=True)``
-        after the last one, where the learner knows it: a periodic evaluation due then is skipped,
-        the task's own evaluation follows at once). A learner that accepts a keyword
+        call ``on_update(global_step)`` after each update. A learner may also have
+        ``finished(k, budget) -> bool`` (the update just made was the task's last): a periodic
+        evaluation due then is skipped, since the task's own evaluation follows. A learner that accepts a keyword
         ``should_stop`` polls it and returns False when it stopped early."""
 
     def fisher_data(self, k: int) -> FisherData:
@@ -276,12 +276,15 @@ def run_sequence(
         learner.begin_task(k, method)
         inside = [0.0]  # seconds spent in evaluations and checkpoints during learn()
 
-        def on_update(step: int, k: int = k, final: bool = False) -> None:
+        units = [budget]  # of the phase being learned (the task, or its retraining)
+
+        def on_update(step: int, k: int = k) -> None:
             if on_progress is not None:
                 on_progress(step)
             t0 = time.perf_counter()
             if next_eval[0] is not None and step >= next_eval[0]:
-                if not final:  # the task's last update: its row's evaluation follows at once
+                finished = getattr(learner, "finished", None)
+                if finished is None or not finished(k, units[0]):  # else the row's evaluation follows
                     _log_evaluation(learner, method, results, logger, _evaluate_all(learner, k, on_eval), step, k,
                                     drift)
                 while next_eval[0] <= step:
@@ -294,10 +297,10 @@ def run_sequence(
 
         kwargs = {"should_stop": should_stop} if should_stop is not None else {}
 
-        def learn(units: int, k: int = k) -> None:
+        def learn(n: int, k: int = k) -> None:
             t0, step0 = time.perf_counter(), learner.global_step
-            inside[0] = 0.0
-            finished = learner.learn(k, units, on_update, **kwargs)
+            inside[0], units[0] = 0.0, n
+            finished = learner.learn(k, n, on_update, **kwargs)
             results.add_time("training", time.perf_counter() - t0 - inside[0], learner.global_step - step0)
             if finished is False:
                 path = checkpoints / PROGRESS
