@@ -410,6 +410,33 @@ def _figure_accumulated(Figure, bands: dict[str, dict], colors, groups, ends, ga
     return fig
 
 
+#: The metrics of ``metrics.png``: summary key and axis title.
+_METRIC_PANELS = (("acc", "ACC"), ("bwt", "BWT"), ("forgetting", "forgetting"),
+                  ("forward_transfer", "forward transfer"))
+
+
+def _figure_metrics(Figure, summary: dict[str, Any], colors) -> Any:
+    """One panel per metric: each method's mean over seeds with its 95% bootstrap interval."""
+    panels = [(k, t) for k, t in _METRIC_PANELS if any(k in m for m in summary["methods"].values())]
+    fig = Figure(figsize=(2.6 * len(panels), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    methods = list(summary["methods"])
+    for ax, (key, title) in zip(axes, panels):
+        for i, method in enumerate(methods):
+            stat = summary["methods"][method].get(key)
+            if not stat or stat["mean"] is None:
+                continue
+            lo, hi = stat["ci95"] if stat.get("ci95") else (stat["mean"], stat["mean"])
+            ax.errorbar(i, stat["mean"], yerr=[[stat["mean"] - lo], [hi - stat["mean"]]], fmt="o",
+                        color=colors[method], capsize=3)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("mean over seeds, 95% bootstrap interval", fontsize=9)
+    return fig
+
+
 def _figure_per_game(Figure, bands: dict[str, dict[str, dict]], colors, groups, ends, games, normalized) -> Any:
     ncols = min(3, len(games))
     nrows = math.ceil(len(games) / ncols)
@@ -577,6 +604,7 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
 
     save_fig(_figure_accumulated(Figure, acc_bands, colors, groups, ends, games), "accumulated_normalized.png")
     save_fig(_figure_per_game(Figure, game_bands, colors, groups, ends, games, normalized), "per_game.png")
+    save_fig(_figure_metrics(Figure, summary, colors), "metrics.png")
     for method, runs in groups.items():
         save_fig(_figure_bits(Figure, runs[0]), f"bits_{method}.png")
     atomic_write_text(out_dir / "table.md", table)

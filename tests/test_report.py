@@ -59,7 +59,7 @@ def _copy(run_dir, dest, *, tb=True):
 @needs_mpl
 def test_every_file_is_written_and_pngs_are_sane(report):
     out = report["out_dir"]
-    names = {"accumulated_normalized.png", "per_game.png", "bits_blip.png", "bits_ft.png", "table.md", "table.tex",
+    names = {"accumulated_normalized.png", "per_game.png", "metrics.png", "bits_blip.png", "bits_ft.png", "table.md", "table.tex",
              "summary.json"}
     assert {p.name for p in out.iterdir()} == names
     assert {p.name for p in report["files"]} == names
