@@ -128,6 +128,9 @@ class AtariLearner:
         self.trunk = self.policy.trunk
         self._env_game = 0
         self._resume: dict[str, Any] | None = None
+        #: whether the rollout buffer holds states of the current game (not after a resume that
+        #: found nothing left to learn: fisher_data then collects one rollout first)
+        self._rollout_done = False
 
     # -- the scheduler's protocol ----------------------------------------------------------------
     @property
@@ -139,15 +142,18 @@ class AtariLearner:
         return make_vec_env(self.games[k], n_envs=e.n_envs, seed=self.cfg.seed + 1000 * k, training=True,
                             settings=AtariSettings.of(e), num_threads=self.runtime.env_threads)
 
-    def begin_task(self, k: int, method: ContinualMethod) -> None:
+    def begin_task(self, k: int, method: ContinualMethod, *, budget: int | None = None) -> None:
+        """Game k's env, head and a fresh optimizer; the learning rate decays over ``budget`` env
+        steps (default ``steps_per_game``; a retraining phase passes its own)."""
         if self._env_game != k:
             self.env.close()
             self.env = self._make_env(k)
             self._env_game = k
+            self._rollout_done = False
         while self.policy.n_heads <= k:
             self.policy.add_head(self.games[self.policy.n_heads].n_actions)
         self.model.method = method
-        self.model.start_game(self.env, k, self.cfg.steps_per_game, adam_eps=self.cfg.ppo.adam_eps)
+        self.model.start_game(self.env, k, budget or self.cfg.steps_per_game, adam_eps=self.cfg.ppo.adam_eps)
         if self._resume is not None and self._resume["task"] == k:
             progress, self._resume = self._resume, None
             self.model.load_progress_state(progress)
@@ -159,6 +165,7 @@ class AtariLearner:
         left = self.model.steps_left(budget)
         if left <= 0:
             return True
+        self._rollout_done = True
         hooks = _Hooks(should_stop)
         # After the update, not at the rollout's end (before it): evaluations and progress
         # checkpoints then hold the parameters trained on every step they count.
@@ -176,6 +183,9 @@ class AtariLearner:
 
     def fisher_data(self, k: int) -> FisherData:
         """States from the policy's own last rollout on game k (``cfg.fisher_samples`` of them)."""
+        if not self._rollout_done:  # resumed after the game's last update: the buffer is empty
+            self.model.rollout_without_update()
+            self._rollout_done = True
         obs = self.model.last_rollout_observations()
         rng = np.random.default_rng(self.cfg.seed + k)
         if len(obs) > self.cfg.fisher_samples:

@@ -96,6 +96,15 @@ class ContinualPPO(PPO):
         # After an update SB3 has flattened the buffer to (n_steps * n_envs, *obs_shape).
         return self.rollout_buffer.observations.reshape(-1, *self.observation_space.shape)
 
+    def rollout_without_update(self) -> None:
+        """Fill the rollout buffer with one rollout of the current policy, with no update and no
+        step counted (Fisher and drift states for a run resumed after a game's last update)."""
+        steps, episodes = self.num_timesteps, self._episode_num
+        _, callback = self._setup_learn(self.n_steps * self.n_envs, callback=None, reset_num_timesteps=False)
+        callback.on_training_start(locals(), globals())
+        self.collect_rollouts(self.env, callback, self.rollout_buffer, n_rollout_steps=self.n_steps)
+        self.num_timesteps, self._episode_num = steps, episodes
+
     def progress_state(self) -> dict[str, Any]:
         """What continuing the current game needs: the optimizer, the game's start, update count."""
         return {"optimizer": self.policy.optimizer.state_dict(), "game_start": self._game_start,

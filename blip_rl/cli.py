@@ -171,8 +171,12 @@ def _resume_state(run_dir: Path):
     payloads = [read_checkpoint(run_dir / "checkpoints" / name) for name in (LATEST, PROGRESS)
                 if (run_dir / "checkpoints" / name).is_file()]
     payload = max(payloads, key=lambda p: (p["global_step"], p["tasks_done"]), default=None)
-    if results is None and payload is not None and payload.get("results"):
-        results = Results.from_dict(payload["results"])  # results.json lost: the checkpoint holds them
+    if payload is not None and payload.get("results"):
+        # The checkpoint's results match its state (its learning curve stops where training
+        # resumes); results.json is newer only when it holds a row evaluated after the checkpoint.
+        saved = Results.from_dict(payload["results"])
+        if results is None or len(saved.raw) >= len(results.raw):
+            results = saved
     return cfg, results, payload
 
 

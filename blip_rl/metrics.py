@@ -73,34 +73,35 @@ def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, n_boot: i
     return float(x.mean()), float(lo), float(hi)
 
 
-def curve_auc(steps: Sequence[float], values: Sequence[float]) -> float | None:
-    """Area under a piecewise-linear curve divided by its span (the time average of ``values``
-    between the first and the last step); one point gives its value, none gives None."""
+def curve_auc(steps: Sequence[float], values: Sequence[float], *, start: float | None = None,
+              end: float | None = None) -> float | None:
+    """Area under a piecewise-linear curve over ``[start, end]`` divided by its length: the time
+    average of ``values``. Before the first point the curve is its first value, after the last
+    its last (default interval: first to last point). No point gives None."""
     points = sorted((float(s), float(v)) for s, v in zip(steps, values) if v is not None and not math.isnan(v))
     if not points:
         return None
-    span = points[-1][0] - points[0][0]
-    if len(points) == 1 or span <= 0:
+    lo = points[0][0] if start is None else float(start)
+    hi = points[-1][0] if end is None else float(end)
+    points = [(lo, points[0][1])] * (lo < points[0][0]) + points + [(hi, points[-1][1])] * (hi > points[-1][0])
+    points = [(min(max(s, lo), hi), v) for s, v in points]
+    if hi <= lo:
         return sum(v for _, v in points) / len(points)
     area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(points, points[1:]))
-    return area / span
+    return area / (hi - lo)
 
 
-def _score(point: dict, j: int) -> float | None:
-    norm = point["normalized"][j] if j < len(point["normalized"]) else None
-    return norm if norm is not None else (point["raw"][j] if j < len(point["raw"]) else None)
-
-
-def task_auc(curve: Sequence[dict], j: int) -> float | None:
-    """AUC of task j's (normalized) score over the evaluations made while task j learned
-    (Continual World's AUC_i): the time average between its first and last evaluation.
+def task_auc(curve: Sequence[dict], j: int, *, start: float | None = None, end: float | None = None) -> float | None:
+    """AUC of task j's normalized score while task j learned (Continual World's AUC_i): its time
+    average over ``[start, end]``, the task's own steps (before the first evaluation the score
+    is taken as that evaluation's). None where the task has no normalized score.
 
     ``curve`` is ``results.json``'s ``curve`` (``{"step", "task", "raw", "normalized"}`` per
     evaluation). With evaluations only at task ends (``eval.every: 0``) it is task j's score
     right after learning it.
     """
-    points = [(p["step"], _score(p, j)) for p in curve if p["task"] == j and j < len(p["raw"])]
-    return curve_auc([s for s, _ in points], [v for _, v in points])
+    points = [(p["step"], p["normalized"][j]) for p in curve if p["task"] == j and j < len(p["normalized"])]
+    return curve_auc([s for s, _ in points], [v for _, v in points], start=start, end=end)
 
 
 def accumulated_auc(curve: Sequence[dict]) -> float | None:

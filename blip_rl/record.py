@@ -169,7 +169,11 @@ def play(policy, head: int, game, env_cfg, *, seed: int, max_steps: int, on_fram
     screen = None
     score, steps, game_over = 0.0, 0, False
     try:
-        screen = _LockstepScreen(game, env_cfg, seed) if env_cfg.backend == "ale" else _SameEmulatorScreen(env)
+        from .envs import needs_mode_backend
+
+        # A game mode runs on the sb3 backend even in an "ale" run (make_vec_env falls back).
+        native = env_cfg.backend == "ale" and not needs_mode_backend(game)
+        screen = _LockstepScreen(game, env_cfg, seed) if native else _SameEmulatorScreen(env)
         obs = env.reset()
         on_frame(screen.reset())
         while steps < max_steps and not game_over:

@@ -236,19 +236,25 @@ def _final_drift(run: RunData, key: str) -> float | None:
 
 
 def reference_aucs(reference_dirs: Sequence[str | Path]) -> dict[str, list[float]]:
-    """Task name -> the AUC of that task in each reference run (runs that learned it from
-    scratch, usually alone: ``blip-rl train --games G``), for forward transfer."""
+    """Game name -> the AUC of that game in each reference run, for forward transfer. A
+    reference learned the game from scratch: only its first game counts (``blip-rl train
+    --games G``, with the same steps per game and ``eval.every`` as the runs compared)."""
     out: dict[str, list[float]] = {}
     for path in reference_dirs:
         run = load_run(path)
         if not run.results.curve:
             raise UserError(f"reference {path} has no learning curve in results.json (an older blip-rl wrote it); "
                             "train it again with this version to use it as a reference")
-        for j, task in enumerate(run.games):
-            auc = task_auc(run.results.curve, j)
-            if auc is not None:
-                out.setdefault(task, []).append(auc)
+        auc = _task_auc(run, 0)
+        if auc is not None:
+            out.setdefault(run.games[0], []).append(auc)
     return out
+
+
+def _task_auc(run: RunData, j: int) -> float | None:
+    """AUC of game j over its own steps in ``run`` (from the end of game j-1 to the end of game j)."""
+    steps = run.results.steps
+    return task_auc(run.results.curve, j, start=steps[j - 1] if j > 0 else 0, end=steps[j])
 
 
 def _forward_transfer(run: RunData, refs: dict[str, list[float]]) -> dict[str, float | None]:
@@ -256,7 +262,7 @@ def _forward_transfer(run: RunData, refs: dict[str, list[float]]) -> dict[str, f
     out = {}
     for j, task in enumerate(run.games):
         ref = statistics.fmean(refs[task]) if task in refs else None
-        out[task] = forward_transfer(task_auc(run.results.curve, j), ref)
+        out[task] = forward_transfer(_task_auc(run, j), ref)
     return out
 
 

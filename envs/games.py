@@ -440,10 +440,11 @@ def _variant(base: Game, mode: int | None, difficulty: int | None) -> Game:
         details.append(f"difficulty {difficulty}")
     # The reference scores were measured in the default mode and difficulty; another mode plays
     # a different game (other enemies, speeds, rules), so they do not apply to it.
-    default = mode in (None, modes[0]) and difficulty in (None, difficulties[0])
-    scores = {} if default else dict(random_score=None, human_score=None, ppo_score=None)
+    if mode in (None, modes[0]) and difficulty in (None, difficulties[0]):
+        return base  # the default mode and difficulty are the game itself (its name, its scores)
     return dataclasses.replace(base, name=name, title=f"{base.title} ({', '.join(details)})",
-                               mode=mode, difficulty=difficulty, **scores)
+                               mode=mode, difficulty=difficulty, random_score=None, human_score=None,
+                               ppo_score=None)
 
 
 def get_game(name: str) -> Game:

@@ -32,6 +32,8 @@ def test_curve_auc_is_the_time_average_of_a_piecewise_linear_curve():
     assert curve_auc([5], [0.25]) == 0.25
     assert curve_auc([], []) is None
     assert curve_auc([0, 10], [None, 0.4]) == 0.4  # missing points are left out
+    # over a given interval: constant before the first point and after the last
+    assert curve_auc([10, 20], [0.2, 0.6], start=0, end=40) == pytest.approx((2 + 4 + 12) / 40)
 
 
 def test_task_auc_uses_the_evaluations_while_that_task_learned():
@@ -44,7 +46,8 @@ def test_task_auc_uses_the_evaluations_while_that_task_learned():
         {"step": 40, "task": 1, "raw": [8.0, 3.0], "normalized": [0.5, None]},
     ]
     assert task_auc(curve, 0) == pytest.approx(0.4)
-    assert task_auc(curve, 1) == pytest.approx(2.0)  # no normalization: raw scores
+    assert task_auc(curve, 0, start=0, end=20) == pytest.approx((2 + 4) / 20)  # over the task's own steps
+    assert task_auc(curve, 1) is None  # no normalized score: no AUC (raw scores are not comparable)
     assert task_auc(curve, 2) is None
     # accumulated normalized reward 0.2, 0.6, 0.6, 0.5 at steps 10..40 (missing counts 0)
     assert accumulated_auc(curve) == pytest.approx((0.4 + 0.6 + 0.55) * 10 / 30)

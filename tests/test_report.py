@@ -256,12 +256,15 @@ def test_forward_transfer_against_reference_runs_and_drift_columns(runs, referen
 
     report = rep.make_report(list(runs.values()), tmp_path / "rep", references)
     summary = report["summary"]
-    ref_auc = {d.name: task_auc(_results(d)["curve"], 0) for d in references}
+    ref_auc = {d.name: task_auc(_results(d)["curve"], 0, start=0, end=_results(d)["steps"][0]) for d in references}
     assert summary["reference_auc"] == pytest.approx(ref_auc)
     for (method, seed), run_dir in runs.items():
-        curve = _results(run_dir)["curve"]
+        curve, steps = _results(run_dir)["curve"], _results(run_dir)["steps"]
         assert [p["task"] for p in curve] == [0, 0, 1, 1]  # an evaluation every 32 steps, 64 per game
-        ft = [forward_transfer(task_auc(curve, j), ref_auc[g]) for j, g in enumerate(("kungfu", "boxing"))]
+        assert [p["step"] for p in curve] == [32, 64, 96, 128]  # at the same offsets in each game
+        bounds = [(0, steps[0]), (steps[0], steps[1])]
+        ft = [forward_transfer(task_auc(curve, j, start=a, end=b), ref_auc[g])
+              for j, (g, (a, b)) in enumerate(zip(("kungfu", "boxing"), bounds))]
         m = summary["methods"][method]
         i = list(SEEDS).index(seed)
         for g, v in zip(("kungfu", "boxing"), ft):

@@ -329,6 +329,10 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
         payload = read_checkpoint(checkpoint)
         tasks_done = learner.restore(payload, method)
         drift.load_state_dict(payload.get("drift"))
+        if payload.get("results"):  # matches the checkpoint's state, unless results.json has a newer row
+            saved = Results.from_dict(payload["results"])
+            if results is None or len(saved.raw) >= len(results.raw):
+                results = saved
     logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if checkpoint is not None else None)
     learner.logger = logger
     if not resuming:

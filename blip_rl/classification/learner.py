@@ -170,9 +170,10 @@ class ClassificationLearner:
         self._resume: dict[str, Any] | None = None
 
     # -- the Learner protocol ----------------------------------------------------------------
-    def begin_task(self, k: int, method: ContinualMethod) -> None:
+    def begin_task(self, k: int, method: ContinualMethod, *, budget: int | None = None) -> None:
         """Put task k's data on the device, build a fresh SGD optimizer with the method's hook and
-        start the lr schedule (or take up a resumed one, see :meth:`restore`)."""
+        start the lr schedule (or take up a resumed one, see :meth:`restore`). ``budget`` is not
+        needed: the schedule follows the validation loss."""
         self._method = method
         task = self.tasks[k]
         self._data = {name: getattr(task, name).to(self.device)

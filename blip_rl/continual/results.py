@@ -142,7 +142,8 @@ class Results:
         # Files of earlier versions have no cut/episodes/time entries.
         empty = [[None] * len(d["tasks"]) for _ in range(rows)]
         return cls(tasks=list(d["tasks"]), method=d["method"], raw=d["raw"], normalized=d["normalized"],
-                   steps=list(d["steps"]), cut=d.get("cut") or empty, episodes=d.get("episodes") or empty,
+                   steps=list(d["steps"]), cut=d.get("cut") or [list(r) for r in empty],
+                   episodes=d.get("episodes") or [list(r) for r in empty],
                    time_s=dict(d.get("time_s") or {}), work=dict(d.get("work") or {}),
                    drift=d.get("drift") or [list(r) for r in empty],
                    changed=d.get("greedy_changed") or [list(r) for r in empty], curve=list(d.get("curve") or []))

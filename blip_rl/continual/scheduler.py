@@ -35,8 +35,9 @@ class Learner(Protocol):
     #: Global step (env steps for RL, samples for classification), across tasks.
     global_step: int
 
-    def begin_task(self, k: int, method: ContinualMethod) -> None:
-        """Activate task k (head, optimizer, schedule, data or env); attach the method's hooks."""
+    def begin_task(self, k: int, method: ContinualMethod, *, budget: int | None = None) -> None:
+        """Activate task k (head, optimizer, schedule, data or env); attach the method's hooks.
+        ``budget``: units the schedule spans when it is not a task's own (a retraining phase)."""
 
     def learn(self, k: int, budget: int, on_update: Callable[[int], None]) -> bool | None:
         """Learn task k up to ``budget`` units in all (counting what a resumed run already did);
@@ -264,8 +265,10 @@ def run_sequence(
 
     def save(path: Path, k: int, **kwargs) -> None:
         t0 = time.perf_counter()
+        # The drift samples (14 MB per Atari game) go only into the checkpoints a run resumes from.
+        keep = drift is not None and kwargs.get("resumable", False)
         write_checkpoint(path, learner, method, tasks_done=k, results=results,
-                         drift=drift.state_dict() if drift is not None else None, **kwargs)
+                         drift=drift.state_dict() if keep else None, **kwargs)
         results.add_time("checkpoints", time.perf_counter() - t0)
 
     for k in range(start, len(tasks)):
@@ -273,10 +276,19 @@ def run_sequence(
         method.start_task(k + 1)
         # A method that retrains after end_task (PackNet) may have been stopped while retraining.
         retraining = method.tasks_done >= k + 1
-        learner.begin_task(k, method)
+        if retraining:
+            learner.begin_task(k, method, budget=method.retrain_budget(k + 1, budget))
+        else:
+            learner.begin_task(k, method)
         inside = [0.0]  # seconds spent in evaluations and checkpoints during learn()
+        # Periodic evaluations count from the task's start, so each task (and a single-task
+        # reference run) is evaluated at the same offsets: what forward transfer compares.
+        task_start = results.steps[k - 1] if 0 < k <= len(results.steps) else 0
+        if eval_every > 0:
+            next_eval[0] = task_start + eval_every * ((learner.global_step - task_start) // eval_every + 1)
 
         units = [budget]  # of the phase being learned (the task, or its retraining)
+        phase = ["retrain" if retraining else "learn"]
 
         def on_update(step: int, k: int = k) -> None:
             if on_progress is not None:
@@ -284,7 +296,11 @@ def run_sequence(
             t0 = time.perf_counter()
             if next_eval[0] is not None and step >= next_eval[0]:
                 finished = getattr(learner, "finished", None)
-                if finished is None or not finished(k, units[0]):  # else the row's evaluation follows
+                # At the task's last update the row's evaluation follows at once, unless the
+                # method retrains first (then this is the only look at the network before it prunes).
+                row_follows = (finished is not None and finished(k, units[0])
+                               and (phase[0] == "retrain" or method.retrain_budget(k + 1, budget) == 0))
+                if not row_follows:
                     _log_evaluation(learner, method, results, logger, _evaluate_all(learner, k, on_eval), step, k,
                                     drift)
                 while next_eval[0] <= step:
@@ -297,9 +313,9 @@ def run_sequence(
 
         kwargs = {"should_stop": should_stop} if should_stop is not None else {}
 
-        def learn(n: int, k: int = k) -> None:
+        def learn(n: int, which: str, k: int = k) -> None:
             t0, step0 = time.perf_counter(), learner.global_step
-            inside[0], units[0] = 0.0, n
+            inside[0], units[0], phase[0] = 0.0, n, which
             finished = learner.learn(k, n, on_update, **kwargs)
             results.add_time("training", time.perf_counter() - t0 - inside[0], learner.global_step - step0)
             if finished is False:
@@ -309,7 +325,7 @@ def run_sequence(
                 raise Interrupted(learner.global_step, path)
 
         if not retraining:
-            learn(budget)
+            learn(budget, "learn")
             t0 = time.perf_counter()
             data = learner.fisher_data(k) if method.needs_fisher else None
             stats = method.end_task(k + 1, data)
@@ -318,9 +334,9 @@ def run_sequence(
                 logger.scalar(KEYS["method_stat"].format(name=name), value, learner.global_step)
         extra = method.retrain_budget(k + 1, budget)
         if extra > 0:
-            if not retraining:
-                learner.begin_task(k, method)  # a fresh optimizer and schedule for the retraining
-            learn(extra)
+            if not retraining:  # a fresh optimizer, and a schedule over the retraining's budget
+                learner.begin_task(k, method, budget=extra)
+            learn(extra, "retrain")
         _keep_drift_sample(learner, method, drift, k, seed)
         logger.bits(learner.trunk, learner.global_step)
         save(checkpoints / checkpoint_name(k, tasks[k]), k + 1)

@@ -212,3 +212,25 @@ def test_on_update_sees_the_parameters_after_each_update():
     assert [(step, n) for step, n, _ in seen] == [(64, 4), (128, 8)]  # 2 rollouts of 2x32 steps, 4 epochs each
     final = list(learner.policy.parameters())
     assert all(torch.equal(a, b) for a, b in zip(seen[-1][2], final))  # the last call is after the last update
+
+
+def test_fisher_states_after_a_resume_with_nothing_left_to_learn_come_from_a_fresh_rollout(tmp_path):
+    """A run killed between a game's last update and its consolidation resumes with learn() doing
+    nothing: the Fisher, drift and replay states must still be real frames of that game."""
+    cfg = load_config(None, {
+        "games": "kungfu", "method": "ft", "steps_per_game": 128, "env.n_envs": 2, "ppo.n_steps": 64,
+        "ppo.n_minibatches": 2, "features_dim": 64, "fisher_samples": 64, "device": "cpu", "seed": 0})
+    learner = AtariLearner(cfg)
+    method = make_method("ft", learner.trunk)
+    learner.begin_task(0, method)
+    learner.learn(0, cfg.steps_per_game, lambda s: None)
+    write_checkpoint(tmp_path / "progress.pt", learner, method, tasks_done=0, resumable=True)
+    from blip_rl.continual.checkpoint import read_checkpoint
+
+    resumed = AtariLearner(cfg)
+    resumed.restore(read_checkpoint(tmp_path / "progress.pt"), make_method("ft", resumed.trunk))
+    resumed.begin_task(0, method)
+    assert resumed.learn(0, cfg.steps_per_game, lambda s: None) is True and resumed.global_step == 128
+    inputs = resumed.fisher_data(0).inputs
+    assert resumed.global_step == 128  # the extra rollout is not counted
+    assert inputs.shape == (64, 4, 84, 84) and int(inputs.float().std(dim=0).mean() > 0)  # real, varied frames

@@ -194,7 +194,16 @@ def test_shrink_perturb_shrinks_at_a_new_task_only_once():
     assert not all(torch.allclose(p, 0.5 * b) for p, b in zip(net.trunk.parameters(), before))
     again = make_method("shrink-perturb", net.trunk)
     again.load_state_dict(method.state_dict())
-    assert again.applied == 2
+    assert again.applied == 2 and again.init_std == method.init_std  # the scale of the untrained trunk
+
+
+def test_shrink_perturb_noise_has_the_initial_scale():
+    net = MultiHead()
+    method = make_method("shrink-perturb", net.trunk, shrink=0.0, perturb=1.0)
+    init = {n: float(p.std()) for n, p in net.trunk.named_parameters()}
+    method.start_task(2)  # shrink 0: the weights become pure noise at their initial scale
+    for n, p in net.trunk.named_parameters():
+        assert float(p.std()) == pytest.approx(init[n], rel=0.35), n
 
 
 # -- policy drift -------------------------------------------------------------------------------------

@@ -26,10 +26,11 @@ SI_MODE_RAM = 0x5C  # Space Invaders keeps its game number here (ALE's SpaceInva
 
 def test_parse_modes_gives_distinct_games_with_safe_names():
     games = parse_games("spaceinvaders:mode=0,spaceinvaders:mode=4,freeway:mode=1:difficulty=1")
-    assert [g.name for g in games] == ["spaceinvaders-mode0", "spaceinvaders-mode4", "freeway-mode1-difficulty1"]
-    assert [(g.mode, g.difficulty) for g in games] == [(0, None), (4, None), (1, 1)]
-    assert [g.title for g in games] == ["Space Invaders (mode 0)", "Space Invaders (mode 4)",
-                                        "Freeway (mode 1, difficulty 1)"]
+    # the default mode is the game itself: same name, same task
+    assert [g.name for g in games] == ["spaceinvaders", "spaceinvaders-mode4", "freeway-mode1-difficulty1"]
+    assert [(g.mode, g.difficulty) for g in games] == [(None, None), (4, None), (1, 1)]
+    assert games[0] is GAMES["spaceinvaders"]
+    assert [g.title for g in games] == ["Space Invaders", "Space Invaders (mode 4)", "Freeway (mode 1, difficulty 1)"]
     assert len(set(games)) == 3
     base = GAMES["spaceinvaders"]
     assert games[1] == dataclasses.replace(base, name="spaceinvaders-mode4", title="Space Invaders (mode 4)",
@@ -88,7 +89,7 @@ def test_bad_specs_are_user_errors(spec, match):
 def test_same_game_and_mode_twice_is_an_error_two_modes_are_fine():
     with pytest.raises(UserError, match="named twice"):
         parse_games("spaceinvaders:mode=4,spaceinvaders-mode4")
-    with pytest.raises(UserError, match="default mode"):
+    with pytest.raises(UserError, match="named twice"):
         parse_games("spaceinvaders,spaceinvaders:mode=0")  # mode 0 is Space Invaders' default
     assert len(parse_games("spaceinvaders,spaceinvaders:mode=1,spaceinvaders:mode=1:difficulty=1")) == 3
 
@@ -192,7 +193,7 @@ def test_shipped_configs_load_and_their_games_parse(name):
         assert missing_reference(games, "ppo") == []  # hero falls back to its human score
         assert missing_reference(games, "human") == []
     else:
-        assert [g.mode for g in games] == list(range(10))
-        assert [g.name for g in games] == [f"spaceinvaders-mode{m}" for m in range(10)]
+        assert [g.mode for g in games] == [None, *range(1, 10)]  # mode 0 is the default: the game itself
+        assert [g.name for g in games] == ["spaceinvaders", *(f"spaceinvaders-mode{m}" for m in range(1, 10))]
         assert cfg.env.backend == "sb3"
         assert game_modes(games[0])[0][:10] == tuple(range(10))

@@ -9,7 +9,9 @@ update of a later task adds
     strength * mean_t [ KL(p_old(.|x) || p_now(.|x)) + value_weight * (V_now(x) - V_old(x))^2 ]
 
 over a replay minibatch of ``batch`` stored inputs split evenly across the earlier tasks t. Right
-after a task ends the penalty is exactly zero (the network is the one that made the targets).
+after a task ends the penalty is exactly zero (the network is the one that made the targets;
+with dropout in the network, as the classification MLPs have, only in evaluation mode). The
+value term is a squared error in the value head's units (returns of clipped rewards for Atari).
 
 Memory grows with the tasks: per task ``samples`` inputs (Atari: 4x84x84 bytes each, 28 KB)
 plus their outputs; :meth:`BCReplay.memory_bytes` reports it, and ``end_task`` logs it.
@@ -60,7 +62,8 @@ class BCReplay(ContinualMethod):
         data = self._require(data)
         inputs = data.inputs
         if len(inputs) > self.samples:
-            gen = torch.Generator().manual_seed(task)
+            seed = data.generator.initial_seed() if data.generator is not None else 0  # the run's seed, per task
+            gen = torch.Generator().manual_seed(seed * 1000 + task)
             inputs = inputs[torch.randperm(len(inputs), generator=gen)[: self.samples].to(inputs.device)]
         log_probs, values = [], []
         for x in inputs.split(256):
@@ -90,7 +93,7 @@ class BCReplay(ContinualMethod):
             idx = torch.randint(n, (min(per_task, n),), device=entry["inputs"].device)
             logits, value = self.task_outputs(entry["inputs"][idx], task)
             old = entry["log_probs"][idx]
-            kl = (old.exp() * (old - F.log_softmax(logits.float(), -1))).sum(-1).mean()
+            kl = F.kl_div(F.log_softmax(logits.float(), -1), old, log_target=True, reduction="batchmean")
             term = kl
             if value is not None and "values" in entry and self.value_weight > 0:
                 term = term + self.value_weight * (value.float().flatten() - entry["values"][idx]).square().mean()

@@ -164,12 +164,16 @@ class PackNet(ContinualMethod):
 
     @torch.no_grad()
     def before_eval(self, task: int) -> None:
-        self._masked = {}
-        for n, p in self.trunk.named_parameters():
-            hidden = ~self._visible(task, self.owner[n])
-            if bool(hidden.any()):
-                self._masked[n] = p.detach().clone()
-                p.masked_fill_(hidden, 0.0)
+        if self._masked:
+            raise RuntimeError("packnet: before_eval() called twice without after_eval(); the masked weights "
+                               "would be lost")
+        params = dict(self.trunk.named_parameters())
+        hidden = {n: ~self._visible(task, self.owner[n]) for n in params}
+        hidden = {n: h for n, h in hidden.items() if bool(h.any())}
+        saved = {n: params[n].detach().clone() for n in hidden}  # all copies first, then mask
+        self._masked = saved
+        for n, h in hidden.items():
+            params[n].masked_fill_(h, 0.0)
 
     @torch.no_grad()
     def after_eval(self, task: int) -> None:
