@@ -593,6 +593,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:  # bad input (ConfigError, CheckpointError, MethodError, ... are UserErrors)
         print(f"blip-rl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the output's reader stopped (`blip-rl games | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as exc:  # the machine's: a full disk, a file that cannot be written
         print(f"blip-rl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

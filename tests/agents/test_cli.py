@@ -139,3 +139,12 @@ def test_eval_reports_its_choices_progress_and_cut_games(runs):
     assert out.stderr.startswith("blip-rl: cpu, fp32 (asked for (--precision fp32)), 1 torch / 1 env threads")
     assert "eval boxing" in out.stderr and "2/2" in out.stderr  # its own progress bar
     assert "2 cut at 60 steps" in out.stdout
+
+
+def test_games_piped_into_head_ends_quietly():
+    import subprocess
+    import sys
+
+    out = subprocess.run(f"{sys.executable} -m blip_rl.cli games | head -2", shell=True, capture_output=True,
+                         text=True, timeout=120)
+    assert len(out.stdout.splitlines()) == 2 and "error" not in out.stderr.lower(), out.stderr
