@@ -64,6 +64,8 @@ class RunData:
     seed: int
     games: list[str]
     results: Results
+    #: ``config.yaml`` as written by the run.
+    config: dict | None = None
 
     @property
     def final_accumulated(self) -> float:
@@ -112,7 +114,7 @@ def load_run(path: str | Path) -> RunData:
         raise UserError(f"{path} is an unfinished run ({len(results.raw)} of {len(games)} games learned); {resume}")
     # Grouped by the method's own name (results.json), not how it was asked for: a plugin given
     # as package.module:Class is "its name" in tables and file names.
-    return RunData(path=path, method=results.method or method, seed=seed, games=games, results=results)
+    return RunData(path=path, method=results.method or method, seed=seed, games=games, results=results, config=config)
 
 
 def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
@@ -235,13 +237,39 @@ def _final_drift(run: RunData, key: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def reference_aucs(reference_dirs: Sequence[str | Path]) -> dict[str, list[float]]:
+#: What a reference run must share with the runs it is compared with (config keys; a key that
+#: neither has is ignored): the same steps per game, evaluation schedule and normalization.
+_REFERENCE_KEYS = ("steps_per_game", "eval.every", "eval.episodes", "normalization", "epochs")
+
+
+def _config_value(config: dict | None, key: str) -> Any:
+    value: Any = config or {}
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def check_references(run: RunData, references: Sequence[RunData]) -> None:
+    """Refuse references that were not trained and evaluated like ``run`` (the AUCs would not compare)."""
+    for ref in references:
+        diff = [f"{k}: {_config_value(ref.config, k)!r} vs {_config_value(run.config, k)!r}" for k in _REFERENCE_KEYS
+                if _config_value(ref.config, k) != _config_value(run.config, k)]
+        if diff:
+            raise UserError(f"reference {ref.path} was not trained like {run.path} ({'; '.join(diff)}); forward "
+                            "transfer compares learning curves of the same length and evaluation schedule: train "
+                            "the reference with the same settings")
+
+
+def reference_aucs(reference_dirs: Sequence[str | Path], like: RunData | None = None) -> dict[str, list[float]]:
     """Game name -> the AUC of that game in each reference run, for forward transfer. A
     reference learned the game from scratch: only its first game counts (``blip-rl train
     --games G``, with the same steps per game and ``eval.every`` as the runs compared)."""
     out: dict[str, list[float]] = {}
-    for path in reference_dirs:
-        run = load_run(path)
+    refs = [load_run(path) for path in reference_dirs]
+    if like is not None:
+        check_references(like, refs)
+    for run in refs:
+        path = run.path
         if not run.results.curve:
             raise UserError(f"reference {path} has no learning curve in results.json (an older blip-rl wrote it); "
                             "train it again with this version to use it as a reference")
@@ -570,7 +598,7 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
     out_dir = Path(out_dir)
     _check_out(out_dir)
     groups = _group([load_run(p) for p in run_dirs])
-    refs = reference_aucs(references) if references else None
+    refs = reference_aucs(references, like=next(iter(groups.values()))[0]) if references else None
     if refs is not None and not set(refs) & set(next(iter(groups.values()))[0].games):
         raise UserError(f"none of the --reference runs learned a game of this sequence (they learned "
                         f"{', '.join(sorted(refs))}); give single-game runs of its games, e.g. `blip-rl train "

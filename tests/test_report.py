@@ -287,3 +287,15 @@ def test_report_refuses_references_of_other_games(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "none of the --reference runs learned a game of this sequence" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rep").exists()
+
+
+def test_report_refuses_references_trained_otherwise(runs, references, tmp_path):
+    import yaml
+
+    other = _copy(references[0], tmp_path / "ref-other", tb=False)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["eval"]["every"] = 16
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(rep.UserError, match="eval.every: 16 vs 32"):
+        rep.make_report(list(runs.values()), tmp_path / "rep", [other])
+    assert not (tmp_path / "rep").exists()
