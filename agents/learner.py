@@ -22,6 +22,7 @@ from blip_rl.core import ContinualMethod, FisherData
 from blip_rl.envs import AtariSettings, make_vec_env, normalize_score, parse_games
 from blip_rl.system import Runtime, resolve_runtime
 
+from .calibration import atari_update
 from .checkpoint import LEARNER
 from .evaluation import evaluate_game
 from .policies import MultiHeadPolicy
@@ -52,8 +53,14 @@ class _Hooks(BaseCallback):
         return True
 
 
-def _obs_space(cfg: TrainConfig) -> spaces.Box:
+def obs_space(cfg: TrainConfig) -> spaces.Box:
+    """The trunk's observation space: ``frame_stack`` 84x84 grayscale frames, uint8."""
     return spaces.Box(0, 255, (cfg.env.frame_stack, 84, 84), np.uint8)
+
+
+def minibatch_size(cfg: TrainConfig) -> int:
+    """PPO's minibatch: the rollout (``ppo.n_steps`` x ``env.n_envs``) over ``ppo.n_minibatches``."""
+    return cfg.ppo.n_steps * cfg.env.n_envs // cfg.ppo.n_minibatches
 
 
 def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool) -> dict[str, Any]:
@@ -62,6 +69,13 @@ def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool) -> 
     channels_last = device.type == "cuda" or not bf16
     return {"features_dim": cfg.features_dim, "quantized": True, "max_bits": cfg.blip.max_bits,
             "f_prior": cfg.blip.f_prior, "channels_last": channels_last}
+
+
+def policy_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool) -> dict[str, Any]:
+    """:class:`MultiHeadPolicy`'s keyword arguments for a run (the learner and the precision
+    calibration build their policies from this one place)."""
+    return {"extractor_kwargs": _extractor_kwargs(cfg, device, bf16=bf16),
+            "optimizer_kwargs": {"eps": cfg.ppo.adam_eps, "fused": cfg.ppo.fused_adam}}
 
 
 class AtariLearner:
@@ -85,7 +99,7 @@ class AtariLearner:
         self.games = parse_games(cfg.games)
         self.task_names = [g.name for g in self.games]
         self.runtime = runtime or resolve_runtime(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
-                                                  n_envs=cfg.env.n_envs)
+                                                  n_envs=cfg.env.n_envs, workload=atari_update(cfg))
         self.runtime.apply()
         self.device = torch.device(self.runtime.device)
         self.bf16 = self.runtime.precision == "bf16"
@@ -97,7 +111,7 @@ class AtariLearner:
             self.env,
             learning_rate=(lambda progress: lr * progress) if ppo.lr_decay else lr,
             n_steps=ppo.n_steps,
-            batch_size=ppo.n_steps * cfg.env.n_envs // ppo.n_minibatches,
+            batch_size=minibatch_size(cfg),
             n_epochs=ppo.n_epochs,
             gamma=ppo.gamma,
             gae_lambda=ppo.gae_lambda,
@@ -105,8 +119,7 @@ class AtariLearner:
             ent_coef=ppo.ent_coef,
             vf_coef=ppo.vf_coef,
             max_grad_norm=ppo.max_grad_norm,
-            policy_kwargs={"extractor_kwargs": _extractor_kwargs(cfg, self.device, bf16=self.bf16),
-                           "optimizer_kwargs": {"eps": ppo.adam_eps, "fused": ppo.fused_adam}},
+            policy_kwargs=policy_kwargs(cfg, self.device, bf16=self.bf16),
             seed=cfg.seed,
             device=self.device,
             fast=self.bf16,
@@ -225,6 +238,9 @@ class AtariLearner:
             "frame_stack": self.cfg.env.frame_stack,
             "policy": self.policy.state_dict(),
             "config": to_dict(self.cfg),
+            # what it trained with: eval, record and export follow it unless told otherwise
+            "runtime": {"device": self.runtime.device, "precision": self.runtime.precision,
+                        "torch_threads": self.runtime.torch_threads},
         }
         progress = None
         if resumable:

@@ -62,7 +62,7 @@ def stock_sb3(args):
     env = VecFrameStack(make_atari_env(f"ALE/{args.ale_name}-v5", n_envs=args.n_envs, seed=0,
                                        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), 4)
     model = PPO("CnnPolicy", env, n_steps=args.n_steps, batch_size=args.n_steps * args.n_envs // 8, n_epochs=4,
-                learning_rate=2.5e-4, clip_range=0.1, ent_coef=0.01, device="cpu", seed=0,
+                learning_rate=2.5e-4, clip_range=0.1, ent_coef=0.01, device=getattr(args, "device", "cpu"), seed=0,
                 policy_kwargs={"features_extractor_class": BlipAtariCNN,
                                "features_extractor_kwargs": {"quantized": False}})
     model.learn(args.n_steps * args.n_envs)  # warm-up: one rollout and update
@@ -77,7 +77,7 @@ def blip_rl(args, method: str, precision: str, frozen: bool = False):
     budget = rollout * (1 + args.rounds * args.rollouts)
     cfg = load_config(None, {"games": [args.game], "method": method, "steps_per_game": budget,
                              "env.n_envs": args.n_envs, "ppo.n_steps": args.n_steps, "precision": precision,
-                             "device": "cpu", "seed": 0})
+                             "device": getattr(args, "device", "cpu"), "seed": 0})
     learner = AtariLearner(cfg)
     m = make_method(method, learner.trunk)
     learner.begin_task(0, m)
@@ -146,7 +146,7 @@ def main() -> None:
     ft, ft_learner, _ = blip_rl(args, "ft", "fp32")
     blip, learner, method = blip_rl(args, "blip", "fp32")
     frozen, frozen_learner, _ = blip_rl(args, "blip", "fp32", frozen=True)
-    from blip_rl.system import bf16_support, probe_speed
+    from blip_rl.system import bf16_support, matmul_rates
 
     native, why = bf16_support(torch.device("cpu"))
     learners = {"stock SB3 PPO (make_atari_env)": stock, "blip-rl ft (fp32)": ft, "blip-rl blip (fp32)": blip,
@@ -157,9 +157,10 @@ def main() -> None:
         learners["blip-rl blip --precision bf16"] = fast
         closers.append(fast_learner.close)
     else:
-        # Emulated bf16 would take tens of minutes per round; the probe says by how much.
-        print(f"blip-rl blip --precision bf16: not timed, {why}; the probe measured it "
-              f"{1 / probe_speed('cpu')['bf16_speedup']:.1f}x slower than fp32")
+        # Emulated bf16 would take tens of minutes per round; the matmul rates say by how much.
+        rates = matmul_rates()
+        print(f"blip-rl blip --precision bf16: not timed, {why}; a bf16 matmul runs "
+              f"{rates['fp32_gflops'] / rates['bf16_gflops']:.1f}x slower than fp32 here")
     auto, auto_learner, _ = blip_rl(args, "blip", "auto")
     auto_name = f"blip-rl blip --precision auto ({auto_learner.runtime.precision})"
     learners[auto_name] = auto
@@ -181,6 +182,14 @@ def main() -> None:
     bf16 = rates.get("blip-rl blip --precision bf16")
     print(f"\nprecision auto vs fp32: {rates[auto_name] / rates['blip-rl blip (fp32)']:.2f}x"
           + (f"; bf16 vs fp32: {bf16 / rates['blip-rl blip (fp32)']:.2f}x" if bf16 else ""))
+    calibration = auto_learner.runtime.calibration
+    if bf16 and calibration:
+        end_to_end = bf16 / rates["blip-rl blip (fp32)"]
+        expected = "bf16" if end_to_end >= 1.2 else "fp32" if end_to_end < 1.0 else "either"
+        agree = expected in ("either", auto_learner.runtime.precision)
+        print(f"calibration (the update alone, {calibration['workload']}, {calibration['measured_at']}): bf16 "
+              f"{calibration['bf16_speedup']:.2f}x -> auto {auto_learner.runtime.precision}; end to end bf16 "
+              f"{end_to_end:.2f}x -> {expected}: {'agree' if agree else 'DISAGREE (blip-rl info --calibrate)'}")
     overhead = rates["blip-rl ft (fp32)"] / rates["blip-rl blip (fp32)"] - 1
     overhead_frozen = rates["blip-rl ft (fp32)"] / rates["blip-rl blip (fp32), bits frozen"] - 1
     print(f"\nBLIP overhead over ft (fp32): first game {100 * overhead:+.1f}%, "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .io import make_run_dir, remove_stale_temp_files
+from .io import lock_run_dir, make_run_dir, remove_stale_temp_files
 
 EXIT_USAGE = 2
 
@@ -46,18 +46,83 @@ def _threads_flag(args: argparse.Namespace) -> int | None:
     return threads
 
 
-def resolve_runtime_or_exit(*, device: str, precision: str, threads: int | None, n_envs: int):
-    """:func:`blip_rl.system.resolve_runtime` with its errors as :class:`UserError`; prints a
-    warning (an explicit bf16 where it is emulated) once, on stderr."""
+def resolve_runtime_or_exit(*, device: str, precision: str, threads: int | None, n_envs: int, workload=None,
+                            recalibrate: bool = False):
+    """:func:`blip_rl.system.resolve_runtime` for a command: says on stderr when a calibration
+    starts (seconds, once per machine) and prints each warning once, on stderr.
+
+    :param workload: the network ``auto`` calibrates (:func:`blip_rl.agents.calibration.atari_update`).
+    """
     from .system import resolve_runtime
 
-    try:
-        runtime = resolve_runtime(device=device, precision=precision, threads=threads or 0, n_envs=n_envs)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if runtime.warning:
-        print(f"blip-rl: warning: {runtime.warning}", file=sys.stderr)
+    def calibrating(line: str) -> None:
+        print(f"blip-rl: {line}", file=sys.stderr, flush=True)
+
+    runtime = resolve_runtime(device=device, precision=precision, threads=threads or 0, n_envs=n_envs,
+                              workload=workload, recalibrate=recalibrate, on_calibrate=calibrating)
+    for warning in runtime.warnings:
+        print(f"blip-rl: warning: {warning}", file=sys.stderr)
     return runtime
+
+
+def atari_workload(cfg=None):
+    """The update an Atari run with ``cfg`` makes, for ``--precision auto``'s calibration."""
+    from .agents.calibration import atari_update
+
+    return atari_update(cfg)
+
+
+def checkpoint_runtime(path: str | Path, args: argparse.Namespace, *, n_envs: int):
+    """The runtime of ``eval``/``record`` for an Atari checkpoint: the device kind, precision and
+    threads it was trained with (recorded in it), each unless a flag says otherwise, so that
+    ``eval`` reproduces the run's own evaluation by default. Recorded bf16 is followed only
+    where bf16 is native here; recorded threads only up to the cores (and ``OMP_NUM_THREADS``,
+    ``SLURM_CPUS_PER_TASK``) this process may use. A checkpoint that records none (older ones)
+    gets ``auto``, which reads the same calibrated verdict on the machine it trained on.
+
+    :raises CheckpointError: the checkpoint cannot be read (before anything is calibrated).
+    """
+    import dataclasses
+
+    from .agents.checkpoint import read_checkpoint
+    from .config import TrainConfig, merge
+    from .system import bf16_support, resolve_device, usable_cores
+    from .threads import env_thread_cap
+
+    state = read_checkpoint(path)["state"]
+    trained = state.get("runtime") or {}
+    try:
+        cfg = merge(TrainConfig(), {k: v for k, v in (state.get("config") or {}).items()
+                                    if k in ("features_dim", "env", "ppo")})
+    except UserError:
+        cfg = TrainConfig()
+    trained_kind = str(trained.get("device", "")).split(":")[0]
+    device = getattr(args, "device", None)
+    if device is None:
+        import torch
+
+        device = "cuda" if trained_kind == "cuda" and torch.cuda.is_available() else "cpu" if trained_kind else "auto"
+    here = resolve_device(device)
+    same_kind = bool(trained_kind) and here.type == trained_kind
+    precision = _precision_flag(args)
+    follow_precision = precision is None and same_kind and trained.get("precision") in ("fp32", "bf16") and (
+        trained["precision"] == "fp32" or bf16_support(here)[0])
+    if follow_precision:
+        precision = trained["precision"]
+    threads = _threads_flag(args)
+    cap = env_thread_cap()
+    limit = min(usable_cores(), cap[0]) if cap else usable_cores()
+    follow_threads = threads is None and same_kind and 1 <= int(trained.get("torch_threads") or 0) <= limit
+    if follow_threads:
+        threads = int(trained["torch_threads"])
+    runtime = resolve_runtime_or_exit(device=device, precision=precision or "auto", threads=threads, n_envs=n_envs,
+                                      workload=atari_workload(cfg))
+    changes = {}
+    if follow_precision:
+        changes["precision_reason"] = "as the checkpoint trained"
+    if follow_threads:
+        changes["threads_reason"] = "as the checkpoint trained"
+    return dataclasses.replace(runtime, **changes) if changes else runtime
 
 
 def _precision_flag(args: argparse.Namespace) -> str | None:
@@ -115,8 +180,8 @@ def given_config_flags(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {key: getattr(args, _dest(flag)) for flag, key, *_ in CONFIG_FLAGS
-                 if getattr(args, _dest(flag)) is not None}
+    overrides = {key: getattr(args, _dest(flag), None) for flag, key, *_ in CONFIG_FLAGS
+                 if getattr(args, _dest(flag), None) is not None}
     if _precision_flag(args) is not None:
         overrides["precision"] = _precision_flag(args)
     if _threads_flag(args) is not None:
@@ -192,12 +257,15 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise UserError(f"cannot resume: {run_dir} does not exist")
+        if (run_dir / "config.yaml").is_file():
+            lock_run_dir(run_dir)  # before anything is read or removed: one writer per run dir
         cfg, results, payload = _resume_state(run_dir)
         remove_stale_temp_files(run_dir)  # left by a kill in the middle of a write
         threads = _threads_flag(args)  # a resumed run may land on another machine
         precision = _resumed_precision(run_dir, cfg)
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=precision,
-                                          threads=cfg.threads if threads is None else threads, n_envs=cfg.env.n_envs)
+                                          threads=cfg.threads if threads is None else threads, n_envs=cfg.env.n_envs,
+                                          workload=atari_workload(cfg))
         if precision != cfg.precision:
             import dataclasses
 
@@ -215,7 +283,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         notes.extend(_reference_warnings(cfg))
         # Device, precision and threads are checked before the run dir is made.
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
-                                          n_envs=cfg.env.n_envs)
+                                          n_envs=cfg.env.n_envs, workload=atari_workload(cfg))
         run_dir = make_run_dir(Path(args.run_dir))
         write_run_files(run_dir, to_dict(cfg), argv, runtime)
     for note in notes:
@@ -254,6 +322,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"resuming {run_dir} at env step {learner.global_step} "
               f"({tasks_done} of {len(cfg.games)} games done)")
         _append_system_info(run_dir, info, learner.global_step)
+        _record_resumed_runtime(run_dir, runtime, learner.global_step)
     logger.text(KEYS["system"], "```\n" + info + "```", learner.global_step)
     total = cfg.steps_per_game * len(cfg.games)
     bar = tqdm(total=total, initial=min(learner.global_step, total), unit="step", dynamic_ncols=True,
@@ -391,8 +460,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     from .envs import get_game, normalize_score
 
     game = get_game(args.game)
-    runtime = resolve_runtime_or_exit(device=args.device, precision=_precision_flag(args) or "auto",
-                                      threads=_threads_flag(args), n_envs=args.episodes or 64)
+    runtime = checkpoint_runtime(args.checkpoint, args, n_envs=args.episodes or 64)
     runtime.apply()
     policy, meta = load_checkpoint(args.checkpoint, device=runtime.device)
     policy.autocast_dtype = runtime.dtype
@@ -486,8 +554,23 @@ def _cmd_games(args: argparse.Namespace, argv: list[str]) -> int:
 def _cmd_info(args: argparse.Namespace, argv: list[str]) -> int:
     from .system import system_info
 
+    cfg = None
+    if args.config:
+        from .config import load_config
+
+        cfg = load_config(args.config)
+    if args.calibrate:
+        from .system import bf16_support, resolve_device
+
+        native, why = bf16_support(resolve_device(args.device))
+        if args.precision != "auto" or not native or resolve_device(args.device).type != "cpu":
+            reason = (f"--precision {args.precision} is not auto" if args.precision != "auto" else
+                      f"{why}, so auto is fp32 without one" if not native else
+                      "on CUDA, auto follows the GPU's bf16 support")
+            raise UserError(f"--calibrate measures bf16 against fp32 for --precision auto on a CPU; there is "
+                            f"nothing to calibrate here ({reason})")
     runtime = resolve_runtime_or_exit(device=args.device, precision=args.precision, threads=_threads_flag(args),
-                                      n_envs=args.n_envs)
+                                      n_envs=args.n_envs, workload=atari_workload(cfg), recalibrate=args.calibrate)
     print(system_info(runtime), end="")
     return 0
 
@@ -502,6 +585,30 @@ def _append_system_info(run_dir: Path, info: str, step: int) -> None:
     before = path.read_text() if path.is_file() else ""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     atomic_write_text(path, before + f"\n# resumed at env step {step} on {stamp}\n" + info)
+
+
+def _record_resumed_runtime(run_dir: Path, runtime, step: int) -> None:
+    """On resume with another device, precision or thread count than the run started with (or
+    last resumed with), add it to ``config.yaml``'s ``runtime_resumed:`` list (information only,
+    like ``runtime:``), so that a report of the run says it trained two ways."""
+    import yaml
+
+    from .config import RUNTIME_KEY, RUNTIME_RESUMED_KEY
+    from .io import atomic_write_text
+
+    path = run_dir / "config.yaml"
+    data = yaml.safe_load(path.read_text()) or {}
+    history = [data.get(RUNTIME_KEY) or {}, *(data.get(RUNTIME_RESUMED_KEY) or [])]
+
+    def how(r: dict) -> tuple:
+        return str(r.get("device", "")).split(":")[0], r.get("precision"), r.get("torch_threads")
+
+    if how(history[-1]) == how(runtime.to_dict()):
+        return
+    entry = {"at_step": step, **{k: runtime.to_dict()[k] for k in ("device", "precision", "precision_reason",
+                                                                   "torch_threads", "threads_reason", "cpu")}}
+    data[RUNTIME_RESUMED_KEY] = [*(data.get(RUNTIME_RESUMED_KEY) or []), entry]
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def _cmd_toy(args: argparse.Namespace, argv: list[str]) -> int:
@@ -535,10 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, help="games to play (default: the run's eval.episodes)")
     e.add_argument("--seed", type=int)
     e.add_argument("--max-episode-steps", type=int)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--precision", help="auto (default) | fp32 | bf16, chosen as for train")
+    e.add_argument("--device", help="auto | cpu | cuda (default: the kind of device the checkpoint trained on, "
+                                    "where this machine has one)")
+    e.add_argument("--precision", help="auto | fp32 | bf16 (default: the precision the checkpoint trained in)")
     e.add_argument("--fast", action="store_true", help="alias of --precision bf16")
-    e.add_argument("--threads", type=int, help="torch and env threads (default: every usable core)")
+    e.add_argument("--threads", type=int, help="torch and env threads (default: those the checkpoint trained "
+                                               "with, where this process may use as many cores)")
     e.add_argument("--sample", action="store_true", help="sample actions instead of the run's eval setting")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -549,6 +658,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
     i.add_argument("--threads", type=int, help="threads to check (default: every usable core)")
     i.add_argument("--n-envs", type=int, default=16, help="env count the thread choice is for (default 16)")
+    i.add_argument("--calibrate", action="store_true",
+                   help="measure bf16 against fp32 again on this machine and store the verdict (auto reads it); "
+                        "for the network and minibatch of --config and the thread count of --threads")
+    i.add_argument("--config", help="the run config whose network and minibatch auto is for (default: the "
+                                    "default config)")
     i.set_defaults(func=_cmd_info)
 
     x = sub.add_parser("export", help="write a learned game as a stable-baselines3 PPO zip, with a model card")
@@ -584,6 +698,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .threads import env_thread_cap
+
+    try:
+        env_thread_cap()  # before torch is imported: its OpenMP runtime would complain in its own words
+    except UserError as exc:
+        print(f"blip-rl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
     if getattr(args, "episodes", 1) is not None and getattr(args, "episodes", 1) < 1:
         print("blip-rl: error: --episodes must be at least 1", file=sys.stderr)

@@ -211,6 +211,8 @@ LEGACY_KEYS = {
 }
 #: A section of config.yaml that records what a run chose on its machine; read as information only.
 RUNTIME_KEY = "runtime"
+#: What a resumed run chose where it differed (a list, appended on resume); information only.
+RUNTIME_RESUMED_KEY = "runtime_resumed"
 
 
 def nearest_divisor(n: int, target: int) -> int:
@@ -223,7 +225,7 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """Translate keys of earlier versions; drop the informational ``runtime`` section."""
     out = {}
     for key, value in data.items():
-        if key == RUNTIME_KEY:
+        if key in (RUNTIME_KEY, RUNTIME_RESUMED_KEY):
             continue
         if key in LEGACY_KEYS:
             new, convert = LEGACY_KEYS[key]

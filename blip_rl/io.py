@@ -7,32 +7,39 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from .errors import UserError
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "check_new_run_dir",
-           "make_run_dir", "remove_stale_temp_files"]
+           "make_run_dir", "remove_stale_temp_files", "RunDirLock", "lock_run_dir", "LOCK_FILE"]
+
+#: The file a writing run holds an exclusive OS lock on (its text says who holds it).
+LOCK_FILE = ".blip-rl.lock"
+
+
+def _holds_work(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds anything but a lock file (a start that failed before writing)."""
+    return any(p.name != LOCK_FILE for p in run_dir.iterdir())
 
 
 def check_new_run_dir(run_dir: Path) -> Path:
     """Refuse a run dir that exists and is not empty: blip-rl never writes over a run."""
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and (not run_dir.is_dir() or _holds_work(run_dir)):
         raise UserError(f"run dir {run_dir} already exists and is not empty; choose a new --run-dir "
                         "(blip-rl never overwrites a run)")
     return run_dir
 
 
 def make_run_dir(run_dir: Path) -> Path:
-    """Create a new run dir (:func:`check_new_run_dir`) and check that it can be written."""
+    """Create a new run dir (:func:`check_new_run_dir`) and lock it for this process
+    (:func:`lock_run_dir`), so that two commands started with the same ``--run-dir`` at once
+    cannot both write it. Opening the lock file also tests that the dir can be written."""
     check_new_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        lock_run_dir(run_dir)
     except OSError as exc:
         raise UserError(f"cannot write to run dir {run_dir}: {exc.strerror}; choose a writable --run-dir") from None
+    check_new_run_dir(run_dir)  # another process may have started and finished it meanwhile
     return run_dir
 
 
@@ -76,6 +83,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    import torch
+
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -97,3 +106,77 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     return removed
+
+
+class RunDirLock:
+    """An exclusive OS file lock (``flock``) on a run dir, held while one process writes it.
+
+    The lock is the kernel's, tied to the open file: a process that ends, however it ends
+    (``kill -9`` included), releases it, so there is no stale pid file to clean up. The lock
+    file's text (pid, host, start time, command) only serves the message of the process
+    that is refused. Readers (``eval``, ``report``, ``record``) never take it: every file is
+    written atomically, so they read a running run without waiting.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fh = None
+
+    def acquire(self, command: str = "") -> "RunDirLock":
+        """Take the lock, or refuse in one line that names the holder.
+
+        :raises UserError: another process holds it (nothing of its run is touched).
+        """
+        import fcntl
+        import socket
+        import sys
+        import time
+
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = " ".join(fh.read().split()) or "another process"
+            fh.close()
+            raise UserError(f"{self.run_dir} is being written by another blip-rl process ({holder}); wait for it "
+                            "to finish or stop it first: one process writes a run dir at a time (eval, report and "
+                            "record may read it meanwhile)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                 f"{command or ' '.join(sys.argv)}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the file releases the lock
+            self._fh = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def __enter__(self) -> "RunDirLock":
+        return self.acquire() if not self.held else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+#: Locks this process holds, by run dir: held until the process ends (or :meth:`RunDirLock.release`).
+_HELD: dict[Path, RunDirLock] = {}
+
+
+def lock_run_dir(run_dir: Path, command: str = "") -> RunDirLock:
+    """Lock ``run_dir`` for this process until it ends (a second call for the same dir is a no-op).
+
+    :raises UserError: another process is writing it.
+    """
+    key = Path(run_dir).resolve()
+    if key not in _HELD:
+        _HELD[key] = RunDirLock(run_dir).acquire(command)
+    return _HELD[key]

@@ -362,10 +362,9 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
 
 # -- command line -------------------------------------------------------------------------------
 def _cmd_record(args: argparse.Namespace, argv: list[str]) -> int:
-    from .cli import _threads_flag, resolve_runtime_or_exit
+    from .cli import checkpoint_runtime
 
-    runtime = resolve_runtime_or_exit(device=args.device, precision=args.precision, threads=_threads_flag(args),
-                                      n_envs=1)
+    runtime = checkpoint_runtime(args.checkpoint, args, n_envs=1)
     runtime.apply()
     print(f"blip-rl: {runtime.summary()}")
     rec = record_game(args.checkpoint, game=args.game, out=args.out, seed=args.seed, max_steps=args.max_steps,
@@ -390,7 +389,9 @@ def register(sub) -> None:
     r.add_argument("--fps", type=int, default=30, help="playback frames per second, one per agent step "
                                                        "(default 30; real time is 15)")
     r.add_argument("--sample", action="store_true", help="sample actions instead of the greedy one")
-    r.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    r.add_argument("--precision", default="auto", help="auto (default) | fp32 | bf16, chosen as for train")
-    r.add_argument("--threads", type=int, help="torch threads (default: every usable core)")
+    r.add_argument("--device", help="auto | cpu | cuda (default: the kind of device the checkpoint trained on, "
+                                    "where this machine has one)")
+    r.add_argument("--precision", help="auto | fp32 | bf16 (default: the precision the checkpoint trained in)")
+    r.add_argument("--threads", type=int, help="torch threads (default: those the checkpoint trained with, where "
+                                               "this process may use as many cores)")
     r.set_defaults(func=_cmd_record)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from .errors import UserError
 
 import argparse
+import sys
 import itertools
 import json
 import math
@@ -294,12 +295,52 @@ def _forward_transfer(run: RunData, refs: dict[str, list[float]]) -> dict[str, f
     return out
 
 
+def _how(runtime: dict, *, threads: bool = True) -> str:
+    n = runtime.get("torch_threads") if threads else None
+    return (f"{str(runtime.get('device', '?')).split(':')[0]} {runtime['precision']}"
+            + (f", {n} thread{'s' if n != 1 else ''}" if n else ""))
+
+
+def trained_with(run: RunData, *, threads: bool = True) -> str:
+    """How a run trained, as its ``config.yaml`` records it: device, precision and torch threads,
+    e.g. ``cpu fp32, 1 thread``; a run resumed another way, each way joined by ``then``; a run of an
+    older blip-rl that recorded no runtime: ``not recorded`` (classification runs: fp32 always)."""
+    config = run.config or {}
+    runtime = config.get("runtime") or {}
+    if runtime.get("precision"):
+        ways = [_how(runtime, threads=threads)]
+        for later in config.get("runtime_resumed") or []:
+            if later.get("precision") and _how(later, threads=threads) != ways[-1]:
+                ways.append(_how(later, threads=threads))
+        return " then ".join(ways)
+    if "benchmark" in config:  # a classification run of an older blip-rl: fp32 always, threads not recorded
+        return f"{str(config.get('device', '?')).split(':')[0]} fp32"
+    return "not recorded"
+
+
+def mixed_runtimes(groups: dict[str, list[RunData]]) -> str | None:
+    """One line when the runs compared trained with different devices, precisions or threads."""
+    runs = [r for rs in groups.values() for r in rs]
+    # Threads are compared only where every run recorded them (older classification runs did not).
+    threads = all(", " in trained_with(r) for r in runs)
+    seen: dict[str, list[str]] = {}
+    for method, group in groups.items():
+        for run in group:
+            seen.setdefault(trained_with(run, threads=threads), []).append(f"{method} seed {run.seed}")
+    if len(seen) < 2:
+        return None
+    parts = "; ".join(f"{how}: {', '.join(who[:3])}{', ...' if len(who) > 3 else ''}" for how, who in seen.items())
+    return (f"the runs compared trained differently ({parts}): differences between them may be the machine's, "
+            "not the methods'; rerun them with the same --device, --precision and --threads (a sweep does)")
+
+
 def _summary(groups: dict[str, list[RunData]], refs: dict[str, list[float]] | None = None) -> dict[str, Any]:
     methods = {}
     for method, runs in groups.items():
         transfers = [_forward_transfer(r, refs) for r in runs] if refs else []
         methods[method] = {
             "seeds": [r.seed for r in runs],
+            "trained_with": sorted({trained_with(r) for r in runs}),
             "runs": [str(r.path) for r in runs],
             "acc": _stats([r.results.acc for r in runs]),
             "bwt": _stats([r.results.bwt if len(r.games) > 1 else None for r in runs]),
@@ -323,6 +364,9 @@ def _summary(groups: dict[str, list[RunData]], refs: dict[str, list[float]] | No
     first = next(iter(groups.values()))[0]
     summary = {"games": first.games, "statistic": "mean and sample standard deviation (ddof 1) over seeds; ci95: "
                "95% percentile bootstrap interval of the mean (10,000 resamples, seed 0)", "methods": methods}
+    mixed = mixed_runtimes(groups)
+    if mixed:
+        summary["warnings"] = [mixed]
     if refs:
         summary["reference_auc"] = {t: statistics.fmean(v) for t, v in refs.items()}
         summary["reference_runs"] = {t: len(v) for t, v in refs.items()}
@@ -360,6 +404,10 @@ def _table(summary: dict[str, Any]) -> str:
         if transfer:
             line += f" {format_stat(m['forward_transfer'])} | {format_ci(m['forward_transfer'])} |"
         lines.append(line)
+    lines += ["", "Trained with (device, precision, torch threads): " + "; ".join(
+        f"{method} {' / '.join(m['trained_with'])}" for method, m in summary["methods"].items()) + "."]
+    for warning in summary.get("warnings", []):
+        lines += ["", f"**Warning:** {warning}."]
     if transfer:
         refs = ", ".join(f"{t} {v:.3f} ({summary['reference_runs'][t]} runs)" for t, v in summary["reference_auc"].items())
         lines += ["", "Forward transfer (Continual World): per game (AUC - AUC_ref) / (1 - AUC_ref), where AUC is "
@@ -655,6 +703,8 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
 def _cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     result = make_report(args.run_dirs, args.out, args.reference or ())
     print(result["table"])
+    for warning in result["summary"].get("warnings", []):
+        print(f"blip-rl: warning: {warning}", file=sys.stderr)
     print(f"Wrote {len(result['files'])} files to {result['out_dir']}:")
     for path in result["files"]:
         print(f"  {path.name}")

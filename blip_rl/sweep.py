@@ -26,7 +26,8 @@ from .io import atomic_write_json, atomic_write_text
 
 __all__ = ["register", "plan_runs", "run_sweep"]
 
-#: ``train`` options a sweep passes through to every run (method and seed come from the sweep).
+#: Config keys the sweep decides once for every run (as --device, --precision, --threads).
+RUNTIME_CONFIG_KEYS = ("device", "precision", "threads")
 
 
 def _require_ray():
@@ -56,14 +57,13 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     common: list[str] = []
     for flag, value in given_config_flags(args):  # train's own flags, declared once in cli.py
+        if flag in ("--device", "--precision", "--fast") or (
+                flag == "--set" and str(value).partition("=")[0].strip() in RUNTIME_CONFIG_KEYS):
+            continue  # the sweep's one decision (resolve_sweep_runtime) is passed to every run at launch
         if flag == "--config":
             common += [flag, str(Path(value).resolve())]
-        elif flag == "--fast":
-            common.append(flag)
         else:
             common += [flag, str(value)]
-    if args.cpus_per_run:
-        common += ["--threads", str(args.cpus_per_run)]
     out = Path(args.out).resolve()
     def dirname(m: str) -> str:  # package.module:Class -> package.module.Class
         return m.replace(":", ".")
@@ -71,6 +71,56 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [{"name": f"{dirname(m)}-s{s}", "method": m, "seed": s, "run_dir": str(out / f"{dirname(m)}-s{s}"),
              "args": ["--method", m, "--seed", str(s), *common, "--no-progress"]}
             for m in methods for s in seeds]
+
+
+def _sweep_config(args: argparse.Namespace):
+    """The config every run of the sweep starts from (method and seed aside), checked here."""
+    from .cli import _train_overrides
+    from .config import load_config
+
+    return load_config(args.config, _train_overrides(args))
+
+
+def _resolve(device: str, precision: str, threads: int, n_envs: int, cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """Device, precision and threads for one run of the sweep, where that run would train."""
+    from .cli import atari_workload, resolve_runtime_or_exit
+    from .config import TrainConfig, merge
+
+    cfg = merge(TrainConfig(), cfg_dict)
+    return resolve_runtime_or_exit(device=device, precision=precision, threads=threads, n_envs=n_envs,
+                                   workload=atari_workload(cfg)).to_dict()
+
+
+def resolve_sweep_runtime(args: argparse.Namespace, cfg, ray=None) -> dict[str, Any]:
+    """Decide device, precision and threads once for the whole sweep, so that every run trains
+    the same way (each gets them as explicit flags). Locally this is decided here, with a run's
+    threads (``--cpus-per-run``); on a cluster (``--address``) by one Ray task with a run's
+    resources, on a machine the runs land on. A continued sweep keeps what it decided first."""
+    from .config import to_dict
+
+    per_run = args.cpus_per_run or 1
+    # auto: a GPU only where the runs reserve one (Ray hides the GPUs from tasks that reserve none).
+    device = cfg.device if cfg.device != "auto" else ("cuda" if args.gpus_per_run else "cpu")
+    call = (device, cfg.precision, per_run, cfg.env.n_envs,
+            {k: v for k, v in to_dict(cfg).items() if k in ("features_dim", "env", "ppo")})
+    if ray is None:
+        return _resolve(*call)
+    task = ray.remote(num_cpus=per_run, num_gpus=args.gpus_per_run or 0)(_resolve)
+    try:
+        runtime = ray.get(task.remote(*call))
+    except Exception as exc:  # a RayTaskError: the UserError raised on the worker is its cause
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, UserError):
+            raise UserError(str(cause)) from None
+        raise
+    for warning in runtime.get("warnings") or []:  # the worker's stderr does not reach the driver
+        print(f"blip-rl: warning: {warning}", file=sys.stderr)
+    return runtime
+
+
+def _runtime_flags(runtime: dict[str, Any]) -> list[str]:
+    return ["--device", runtime["device"], "--precision", runtime["precision"],
+            "--threads", str(runtime["torch_threads"])]
 
 
 def _run_one(run: dict[str, Any], retries: int) -> dict[str, Any]:
@@ -103,16 +153,22 @@ def _run_one(run: dict[str, Any], retries: int) -> dict[str, Any]:
 def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     runs = plan_runs(args)
     out = Path(args.out)
+    from .cli import _precision_flag
+
+    cfg = _sweep_config(args)  # the whole config checked before anything is written or started
     plan = {"command": shlex.join(["blip-rl", *argv]), "runs": [r["name"] for r in runs],
-            "args": {r["name"]: r["args"] for r in runs}}
+            "args": {r["name"]: r["args"] for r in runs},
+            "requested": {"device": cfg.device, "precision": _precision_flag(args) or cfg.precision,
+                          "cpus_per_run": args.cpus_per_run or 1, "gpus_per_run": args.gpus_per_run or 0}}
     if out.exists() and any(out.iterdir()):
         previous = out / "sweep.yaml"
-        if not previous.is_file() or yaml.safe_load(previous.read_text()).get("args") != plan["args"]:
+        before = yaml.safe_load(previous.read_text()) if previous.is_file() else {}
+        if (before.get("args"), before.get("requested", plan["requested"])) != (plan["args"], plan["requested"]):
             raise UserError(f"{out} already holds other work; give a new --out (an interrupted sweep continues "
                              "only with the very same options)")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(plan, sort_keys=False))
-
+    previous_runtime = None
+    if (out / "sweep.yaml").is_file():
+        previous_runtime = (yaml.safe_load((out / "sweep.yaml").read_text()) or {}).get("runtime")
     ray = _require_ray()
     init_kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if args.address:
@@ -132,6 +188,18 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         print(f"local Ray with {num_cpus} CPUs: up to {num_cpus // per_run} runs at once, {per_run} threads each")
     ray.init(**init_kwargs)
     try:
+        # One decision for every run: kept from the sweep's start when it is continued.
+        # (On a cluster the runs' machines decided it: kept; locally, unless this is another machine.)
+        if previous_runtime and (args.address or not _changed_machine(previous_runtime)):
+            runtime = previous_runtime
+        else:
+            runtime = resolve_sweep_runtime(args, cfg, ray if args.address else None)
+        print(f"every run: {runtime['device']}, {runtime['precision']} ({runtime['precision_reason']}), "
+              f"{runtime['torch_threads']} threads", flush=True)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "sweep.yaml", yaml.safe_dump({**plan, "runtime": runtime}, sort_keys=False))
+        for r in runs:
+            r["args"] = [*r["args"], *_runtime_flags(runtime)]
         remote = ray.remote(num_cpus=args.cpus_per_run or 1, num_gpus=args.gpus_per_run or 0,
                             max_retries=args.retries)(_run_one)
         pending = {remote.remote(r, args.retries): r["name"] for r in runs}
@@ -150,9 +218,19 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                   + (f"  BWT {res['bwt']:.3f}" if res.get("bwt") is not None else ""), flush=True)
     finally:
         ray.shutdown()
-    summary = {"runs": sorted(results, key=lambda r: r["name"])}
+    summary = {"runtime": runtime, "runs": sorted(results, key=lambda r: r["name"])}
     atomic_write_json(out / "sweep.json", summary)
     return summary
+
+
+def _changed_machine(runtime: dict[str, Any]) -> bool:
+    """Whether this driver's machine is of another kind than the one a sweep's runtime was
+    decided on (then it is decided anew: a verdict of another CPU says nothing here)."""
+    from .system import cpu_info
+
+    info = cpu_info()
+    cpu = runtime.get("cpu") or {}
+    return (cpu.get("model"), cpu.get("flags"), cpu.get("torch_isa")) != (info.model, list(info.flags), info.torch_isa)
 
 
 def _cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:

@@ -1,27 +1,29 @@
 """What machine a command runs on, and what it chooses for it: device, precision, threads.
 
 Nothing here assumes the machine. The CPUs a run lands on differ: some run bf16 natively
-(AVX512-BF16 or AMX) and are faster in it, others emulate it and are ~10x slower than fp32.
-``--precision auto`` therefore picks bf16 only where it is native *and* measured faster:
+(AVX512-BF16 or AMX) and are faster in it, others emulate it and are ~10x slower than fp32, and
+some with AVX512-BF16 still run this network slower in bf16 (seen: 0.3-0.6x on a 2-core Xeon).
+``--precision auto`` therefore picks bf16 only where it is native *and* calibrated faster:
 
 * CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and newer).
-* CPU: the CPU flags (``avx512_bf16`` / ``amx_bf16``) and the ISA torch dispatches to; where
-  they say yes, a sub-second probe times the paper trunk's forward + backward in both
-  precisions and keeps bf16 only if it is at least :data:`BF16_MIN_GAIN` x faster. The flags
-  alone do not decide: oneDNN may be limited below the CPU's ISA (``ONEDNN_MAX_CPU_ISA``,
-  ``ATEN_CPU_CAPABILITY``), and some CPUs with AVX512-BF16 still run this network slower in
-  bf16 (seen here: 0.6x on a 2-core Xeon with AVX512-BF16 and no AMX).
+* CPU: the CPU flags (``avx512_bf16`` / ``amx_bf16``) and the ISA torch dispatches to
+  (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY`` can limit it); where they say yes, the verdict
+  of a once-per-machine calibration of the run's own update (:mod:`blip_rl.precision`), stored in
+  a per-user cache, so the same command on the same machine always trains the same way.
 
-Threads: a run uses the cores it *has* (CPU affinity and the cgroup's CPU quota, not
-``os.cpu_count()``), for torch and for ALE's vector-env workers. Env stepping and the network
-take turns within one process, so both may use all of them without oversubscribing.
+Threads: a run uses the cores it *has*: CPU affinity and the cgroup's CPU quota (not
+``os.cpu_count()``), capped by ``OMP_NUM_THREADS`` and ``SLURM_CPUS_PER_TASK`` where they are
+set (how a job scheduler or a user running two jobs side by side says how many cores a job may
+use); ``--threads`` wins over all of them. Env stepping and the network take turns within one
+process, so both may use all of them without oversubscribing.
 
-Every choice comes with the reason, written to the run's ``config.yaml`` (``runtime:``),
-``system_info.txt``, the first progress line and TensorBoard's text tab.
+Every choice comes with the reason (who decided), written to the run's ``config.yaml``
+(``runtime:``), ``system_info.txt``, the first progress line and TensorBoard's text tab.
 """
 from __future__ import annotations
 
 from .errors import UserError
+from .threads import THREAD_ENV, env_thread_cap
 
 import functools
 import os
@@ -33,14 +35,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["PRECISIONS", "CpuInfo", "Runtime", "cpu_info", "usable_cores", "bf16_support", "probe_speed",
-           "resolve_device", "resolve_precision", "resolve_threads", "resolve_runtime", "system_info",
-           "matmul_rates", "benchmark_header"]
+__all__ = ["PRECISIONS", "THREAD_ENV", "CpuInfo", "Runtime", "cpu_info", "usable_cores", "bf16_support",
+           "resolve_device", "resolve_threads", "resolve_runtime", "system_info", "matmul_rates", "benchmark_header"]
 
-#: Values of ``--precision``: ``auto`` picks bf16 only where it is native and faster.
+#: Values of ``--precision``: ``auto`` picks bf16 only where it is native and calibrated faster.
 PRECISIONS = ("auto", "fp32", "bf16")
-#: The bf16/fp32 speed ratio below which ``auto`` keeps fp32 on a CPU that claims native bf16.
-BF16_MIN_GAIN = 1.2
 #: CPU flags that matter for speed, in the order ``blip-rl info`` shows them.
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -115,16 +114,10 @@ def cpu_info() -> CpuInfo:
                    torch_isa=torch.backends.cpu.get_cpu_capability())
 
 
-# -- speed probe ---------------------------------------------------------------------------------
+# -- speed ------------------------------------------------------------------------------------------
 def _time_call(fn, *, min_time: float, max_reps: int) -> float:
-    """Seconds per call of ``fn``: one warm-up call, then repeats until ``min_time``. A warm-up
-    that alone takes longer than ``min_time`` is the measurement (an emulated kernel is slow
-    enough that one call tells)."""
-    start = time.perf_counter()
+    """Seconds per call of ``fn``: one warm-up call, then repeats until ``min_time``."""
     fn()
-    warm = time.perf_counter() - start
-    if warm >= min_time:
-        return warm
     reps, start = 0, time.perf_counter()
     while reps < max_reps:
         fn()
@@ -132,58 +125,6 @@ def _time_call(fn, *, min_time: float, max_reps: int) -> float:
         if time.perf_counter() - start >= min_time:
             break
     return (time.perf_counter() - start) / reps
-
-
-def _probe_net(device: torch.device, *, channels_last: bool) -> tuple[torch.nn.Module, torch.Tensor]:
-    """The paper trunk's shapes (3 convs, FC 1024) and a batch of 16 frame stacks."""
-    from torch import nn
-
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(4, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
-                        nn.Conv2d(64, 64, 3, 1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 1024)).to(device)
-    x = torch.rand(16, 4, 84, 84, device=device)
-    if channels_last:
-        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    return net, x
-
-
-@functools.lru_cache(maxsize=None)
-def probe_speed(device_type: str = "cpu") -> dict[str, float]:
-    """Time the paper trunk's forward + backward on a batch of 16, in fp32 and under bf16 autocast.
-
-    Each side uses the memory layout the learner uses in that precision (channels-last for
-    fp32, plain for bf16 on a CPU). Three interleaved rounds, the fastest of each side kept, so
-    that a busy moment of the machine does not decide. About 0.3 s where bf16 is native; where
-    it is emulated, a few seconds (only an explicit ``--precision bf16`` probes there). Cached
-    per process.
-
-    :returns: ``{"fp32_s", "bf16_s", "bf16_speedup"}`` (seconds per call; fp32 time / bf16 time).
-    """
-    device = torch.device(device_type)
-    saved_rng = torch.get_rng_state()
-    steps = {}
-    try:
-        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-            net, x = _probe_net(device, channels_last=dtype is None or device.type == "cuda")
-
-            def step(net=net, x=x, dtype=dtype) -> None:
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=dtype is not None):
-                    y = net(x).float().square().mean()
-                y.backward()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-
-            steps[name] = step
-        # Interleaved rounds, the fastest call of each kept: another process slowing the machine
-        # for a moment then slows one call, not the verdict (the minimum is the least disturbed).
-        times = {name: [] for name in steps}
-        for _ in range(3):
-            for name, step in steps.items():
-                times[name].append(_time_call(step, min_time=0.04, max_reps=8))
-    finally:
-        torch.set_rng_state(saved_rng)
-    fp32, bf16 = min(times["fp32"]), min(times["bf16"])
-    return {"fp32_s": fp32, "bf16_s": bf16, "bf16_speedup": fp32 / bf16}
 
 
 def matmul_rates(*, size: int = 512, device_type: str = "cpu") -> dict[str, float]:
@@ -243,76 +184,43 @@ def bf16_support(device: torch.device) -> tuple[bool, str]:
 
 
 @dataclass(frozen=True)
-class PrecisionChoice:
-    precision: str  #: "fp32" or "bf16"
-    requested: str  #: what the user asked for
-    reason: str
-    #: bf16 speed over fp32 measured by :func:`probe_speed`, when it was measured.
-    bf16_speedup: float | None = None
-    #: A warning for the user (an explicit bf16 where it is emulated), or None.
-    warning: str | None = None
-
-
-def resolve_precision(requested: str, device: torch.device, *, probe: bool = True) -> PrecisionChoice:
-    """Turn ``--precision auto|fp32|bf16`` into fp32 or bf16 for ``device``, with the reason.
-
-    :param probe: allow the sub-second speed probe where the flags alone cannot decide.
-    :raises ValueError: an unknown value.
-    """
-    if requested not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
-    native, why = bf16_support(device)
-    if requested == "fp32":
-        return PrecisionChoice("fp32", requested, "asked for (--precision fp32)")
-    if device.type == "cuda":
-        if requested == "bf16" or native:
-            warning = None if native else f"bf16 asked for, but {why}: expect it to be slower than fp32"
-            return PrecisionChoice("bf16", requested, f"{'asked for' if requested == 'bf16' else 'auto'}: {why}",
-                                   warning=warning)
-        return PrecisionChoice("fp32", requested, f"auto: {why}")
-    speedup = probe_speed("cpu")["bf16_speedup"] if probe and (native or requested == "bf16") else None
-    if requested == "bf16":
-        warning = None
-        if not native or (speedup is not None and speedup < 1.0):
-            slower = f" (measured {1 / speedup:.1f}x slower than fp32 here)" if speedup else ""
-            warning = (f"--precision bf16 on a machine where {why}{slower}; use --precision auto or fp32 "
-                       "for speed")
-        return PrecisionChoice("bf16", requested, f"asked for (--precision bf16); {why}", speedup, warning)
-    if not native:
-        return PrecisionChoice("fp32", requested, f"auto: {why}")
-    if speedup is None:
-        return PrecisionChoice("bf16", requested, f"auto: {why} (not probed)")
-    if speedup >= BF16_MIN_GAIN:
-        return PrecisionChoice("bf16", requested, f"auto: {why}; bf16 measured {speedup:.1f}x fp32", speedup)
-    return PrecisionChoice("fp32", requested, f"auto: {why}, but bf16 measured only {speedup:.2f}x fp32 here",
-                           speedup)
-
-
-@dataclass(frozen=True)
 class ThreadChoice:
     torch_threads: int
     env_threads: int
     reason: str
+    #: who decided: "--threads", "OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK" or "cores"
+    source: str = "cores"
 
 
-def resolve_threads(requested: int = 0, *, n_envs: int = 1, cores: int | None = None) -> ThreadChoice:
+def resolve_threads(requested: int = 0, *, n_envs: int = 1, cores: int | None = None,
+                    environ: dict[str, str] | None = None) -> ThreadChoice:
     """Threads for torch and for ALE's vector-env workers.
 
-    :param requested: ``--threads`` (0: auto, every usable core).
+    :param requested: ``--threads`` (0: auto: every usable core, capped by ``OMP_NUM_THREADS``
+        and ``SLURM_CPUS_PER_TASK`` where set).
     :param n_envs: the vector env's size (more workers than envs would idle).
-    :raises ValueError: more threads than usable cores, or a negative number.
+    :raises UserError: more threads than usable cores, a negative number, or a thread
+        variable that is not a number.
     """
     cores = usable_cores() if cores is None else cores
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
         raise UserError(f"--threads must be an integer from 1 to {cores} (0 or auto: every usable core), "
-                         f"got {requested!r}")
+                        f"got {requested!r}")
     if requested > cores:
         raise UserError(f"--threads {requested} is more than the {cores} cores this process may use; "
-                         f"give at most {cores}")
-    threads = requested or cores
-    reason = (f"--threads {requested}" if requested else
-              f"auto: the {cores} core{'s' if cores != 1 else ''} this process may use")
-    return ThreadChoice(threads, max(1, min(n_envs, threads)), reason)
+                        f"give at most {cores}")
+    cap = env_thread_cap(environ)
+    plural = "s" if cores != 1 else ""
+    if requested:
+        threads, source = requested, "--threads"
+        reason = f"--threads {requested}" + (f", over {cap[1]}={cap[0]}" if cap and cap[0] != requested else "")
+    elif cap and cap[0] < cores:
+        threads, source = cap[0], cap[1]
+        reason = f"auto: {cap[1]}={cap[0]} (of the {cores} core{plural} this process may use)"
+    else:
+        threads, source = cores, "cores"
+        reason = f"auto: the {cores} core{plural} this process may use" + (f" ({cap[1]}={cap[0]})" if cap else "")
+    return ThreadChoice(threads, max(1, min(n_envs, threads)), reason, source)
 
 
 @dataclass(frozen=True)
@@ -326,13 +234,22 @@ class Runtime:
     env_threads: int
     threads_reason: str
     bf16_speedup: float | None = None
-    warning: str | None = None
+    #: warnings for the user, each one line (an explicit bf16 where it is slower; an unusable cache)
+    warnings: tuple[str, ...] = ()
     cpu: dict[str, Any] = field(default_factory=dict)
+    #: who decided the thread count (see :class:`ThreadChoice`)
+    threads_source: str = "cores"
+    #: the calibration behind the precision (:class:`blip_rl.precision.Calibration` as a dict), if any
+    calibration: dict[str, Any] | None = None
 
     @property
     def dtype(self) -> torch.dtype | None:
         """The autocast dtype of the network (None: plain fp32)."""
         return torch.bfloat16 if self.precision == "bf16" else None
+
+    @property
+    def warning(self) -> str | None:
+        return "; ".join(self.warnings) or None
 
     def apply(self) -> None:
         """Set torch's thread count for this process."""
@@ -344,30 +261,46 @@ class Runtime:
         return (f"{self.device}, {self.precision} ({self.precision_reason}), {self.torch_threads} torch / "
                 f"{self.env_threads} env threads ({self.threads_reason})")
 
+    def flags(self) -> list[str]:
+        """The command-line flags that make another command choose exactly this (a sweep's runs)."""
+        return ["--device", self.device, "--precision", self.precision, "--threads", str(self.torch_threads)]
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["warnings"] = list(self.warnings)
+        return out
 
 
 def resolve_runtime(*, device: str = "auto", precision: str = "auto", threads: int = 0,
-                    n_envs: int = 1, probe: bool = True) -> Runtime:
+                    n_envs: int = 1, workload=None, recalibrate: bool = False,
+                    on_calibrate=None) -> Runtime:
     """Device, precision and threads for one command on this machine (see the module doc).
 
-    :raises ValueError: a value that cannot be used here; the message says what to give.
+    :param workload: the update ``auto`` calibrates (:class:`blip_rl.precision.Workload`, e.g.
+        :func:`blip_rl.agents.calibration.atari_update`); without one, ``auto`` is fp32.
+    :param recalibrate: measure again even where a verdict is stored (``info --calibrate``).
+    :param on_calibrate: called with one line before a calibration starts (it takes seconds).
+    :raises UserError: a value that cannot be used here; the message says what to give.
     """
+    from .precision import resolve_precision
+
     dev = resolve_device(device)
     threads_choice = resolve_threads(threads, n_envs=n_envs)
-    # The probe runs with the threads the run will use, so it measures what the run will see.
+    # The calibration runs with the threads the run will use, so it measures what the run will see.
     saved = torch.get_num_threads()
     torch.set_num_threads(threads_choice.torch_threads)
     try:
-        choice = resolve_precision(precision, dev, probe=probe)
+        choice = resolve_precision(precision, dev, workload=workload, recalibrate=recalibrate,
+                                   on_calibrate=on_calibrate)
     finally:
         torch.set_num_threads(saved)
     info = cpu_info()
     return Runtime(device=str(dev), precision=choice.precision, precision_reason=choice.reason,
                    torch_threads=threads_choice.torch_threads, env_threads=threads_choice.env_threads,
                    threads_reason=threads_choice.reason, bf16_speedup=choice.bf16_speedup,
-                   warning=choice.warning,
+                   warnings=choice.warnings, threads_source=threads_choice.source,
+                   calibration=choice.calibration.to_dict() | {"cache": choice.calibration.cache}
+                   if choice.calibration else None,
                    cpu={"model": info.model, "cores": info.cores, "flags": list(info.flags),
                         "torch_isa": info.torch_isa})
 
@@ -437,9 +370,15 @@ def system_info(runtime: Runtime | None = None) -> str:
         f"precision: {runtime.precision} ({runtime.precision_reason})",
         f"threads: {runtime.torch_threads} torch, {runtime.env_threads} env ({runtime.threads_reason})",
     ]
-    if runtime.bf16_speedup is not None:
-        lines.append(f"bf16 probe: {runtime.bf16_speedup:.2f}x the speed of fp32 (paper trunk, forward + backward, "
-                     "batch 16)")
+    if runtime.calibration:
+        from .precision import Calibration
+
+        cal = Calibration.from_dict(runtime.calibration, runtime.calibration.get("cache"))
+        lines.append(f"calibration: {cal.describe()}")
+    elif runtime.device == "cpu" and native:
+        from .precision import cache_path
+
+        lines.append(f"calibration: none stored for this machine and network ({cache_path()})")
     roms = rom_count()
     lines.append(f"ale-py ROMs: {roms if roms is not None else 'ale-py not installed'}")
     return "\n".join(lines) + "\n"

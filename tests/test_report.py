@@ -23,7 +23,7 @@ TINY = ["--games", "kungfu,boxing", "--steps-per-game", "64", "--n-envs", "1", "
         "--set", "ppo.n_minibatches=1", "--set", "ppo.n_epochs=1", "--eval-episodes", "1",
         "--set", "eval.max_episode_steps=20", "--set", "eval.n_envs=1", "--set", "fisher_samples=32",
         "--set", "features_dim=16", "--set", "eval.every=32", "--threads", "1", "--device", "cpu",
-        "--no-progress"]
+        "--precision", "fp32", "--no-progress"]
 METHODS, SEEDS = ("blip", "ft"), (1, 2)
 
 
@@ -299,3 +299,45 @@ def test_report_refuses_references_trained_otherwise(runs, references, tmp_path)
     with pytest.raises(rep.UserError, match="eval.every: 16 vs 32"):
         rep.make_report(list(runs.values()), tmp_path / "rep", [other])
     assert not (tmp_path / "rep").exists()
+
+
+@needs_mpl
+def test_the_table_says_how_each_method_trained_and_warns_when_runs_differ(runs, report, tmp_path):
+    import yaml
+
+    assert "Trained with (device, precision, torch threads): blip cpu fp32, 1 thread; ft cpu fp32, 1 thread." \
+        in report["table"]
+    assert "warnings" not in report["summary"]
+    assert report["summary"]["methods"]["blip"]["trained_with"] == ["cpu fp32, 1 thread"]
+    other = _copy(runs[("ft", 2)], tmp_path / "ft-s2-bf16")
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["runtime"]["precision"] = "bf16"
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    mixed = rep.make_report([runs[("blip", 1)], runs[("ft", 1)], other], tmp_path / "mixed")
+    [warning] = mixed["summary"]["warnings"]
+    assert "trained differently" in warning and "cpu bf16, 1 thread: ft seed 2" in warning
+    assert "**Warning:** the runs compared trained differently" in mixed["table"]
+    assert mixed["summary"]["methods"]["ft"]["trained_with"] == ["cpu bf16, 1 thread", "cpu fp32, 1 thread"]
+
+
+def test_a_run_resumed_another_way_says_so(runs, tmp_path):
+    """`train --resume` with other threads or precision adds `runtime_resumed:` to config.yaml;
+    the report then names both ways and counts the run as trained differently."""
+    import dataclasses
+
+    import yaml
+
+    from blip_rl.cli import _record_resumed_runtime
+    from blip_rl.system import resolve_runtime
+
+    run = _copy(runs[("ft", 1)], tmp_path / "ft-s1")
+    same = dataclasses.replace(resolve_runtime(device="cpu", precision="fp32", threads=1))
+    _record_resumed_runtime(run, same, 32)  # the way it started: nothing added
+    assert "runtime_resumed" not in yaml.safe_load((run / "config.yaml").read_text())
+    _record_resumed_runtime(run, dataclasses.replace(same, precision="bf16"), 48)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert [r["at_step"] for r in config["runtime_resumed"]] == [48]
+    assert rep.trained_with(rep.load_run(run)) == "cpu fp32, 1 thread then cpu bf16, 1 thread"
+    from blip_rl.config import load_config
+
+    assert load_config(run / "config.yaml").precision == "fp32"  # information only, never read back as config

@@ -63,3 +63,25 @@ def test_report_on_the_sweep_outputs(sweep, tmp_path):
         assert m["acc"]["values"] == accs
         assert m["acc"]["mean"] == pytest.approx(statistics.fmean(accs), abs=1e-12)
         assert m["acc"]["std"] == pytest.approx(statistics.stdev(accs), abs=1e-12)
+
+
+def test_every_run_trains_the_way_the_sweep_decided_and_reproduces(sweep, tmp_path):
+    """The driver decides device, precision and threads once (sweep.yaml, sweep.json) and each run
+    gets them as flags; a run of the sweep is the same run as `train` with its flags by hand."""
+    import yaml
+
+    from tests._cli import assert_same_run
+
+    out, result = sweep
+    plan = yaml.safe_load((out / "sweep.yaml").read_text())
+    runtime = plan["runtime"]
+    assert json.loads((out / "sweep.json").read_text())["runtime"] == runtime
+    assert (runtime["device"], runtime["precision"], runtime["torch_threads"]) == ("cpu", "fp32", 1)
+    assert "every run: cpu, fp32" in result.stdout
+    for name in plan["runs"]:
+        command = (out / name / "command.txt").read_text()
+        assert "--precision fp32" in command and "--threads 1" in command and "--device cpu" in command
+        assert yaml.safe_load((out / name / "config.yaml").read_text())["runtime"]["precision"] == "fp32"
+    args = [*plan["args"]["blip-s1"], "--device", "cpu", "--precision", "fp32", "--threads", "1"]
+    blip_rl("train", *args, "--run-dir", tmp_path / "by-hand")
+    assert_same_run(out / "blip-s1", tmp_path / "by-hand")

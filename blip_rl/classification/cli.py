@@ -14,7 +14,7 @@ non-empty run directory is refused.
 from __future__ import annotations
 
 from ..errors import UserError
-from ..io import check_new_run_dir, make_run_dir, remove_stale_temp_files
+from ..io import check_new_run_dir, lock_run_dir, make_run_dir, remove_stale_temp_files
 from .learner import TrainConfig
 
 import argparse
@@ -267,17 +267,18 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     run_dir = Path(args.resume or args.run_dir)
     if not resuming:
         check_new_run_dir(run_dir)  # before minutes of data loading
+    else:
+        lock_run_dir(run_dir)  # one writer per run dir: before anything is read, removed or written
     device = _resolve_device(cfg.device)
     from ..system import resolve_runtime, system_info
 
     # fp32: the classification nets are small; threads as the config says (checked here, before
     # anything is written).
-    runtime = resolve_runtime(device=device, precision="fp32", threads=cfg.threads or 0, probe=False)
+    runtime = resolve_runtime(device=device, precision="fp32", threads=cfg.threads or 0)
     train = cfg.train  # typed and validated when the config was read
     method_options = _numbers(cfg.method_options)
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    runtime.apply()  # the threads it chose (and recorded), whatever torch's default
     start = time.time()
     tasks = load_benchmark(cfg.benchmark, cfg.data_dir, seed=cfg.seed, **cfg.data)
     from ..core import check_options, resolve_method
@@ -298,6 +299,9 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     resolved = cfg.resolved()
     resolved.update(device=device, method_options=method_options, train=asdict(train),
                     model=dict(model.constructor_kwargs), tasks=[t.name for t in tasks])
+    from ..config import RUNTIME_KEY
+
+    resolved[RUNTIME_KEY] = runtime.to_dict()  # what it trained with (read back as information only)
     config_text = yaml.safe_dump(resolved, sort_keys=False)
     results = checkpoint = None
     if resuming:
