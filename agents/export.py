@@ -380,12 +380,13 @@ def export_game(checkpoint: str | Path, game: str, out: str | Path, *, force: bo
 
     checkpoint = Path(checkpoint)
     zip_path, card_path = export_paths(out)
+    payload = _read_atari(checkpoint)  # first: a classification checkpoint is said to be one, not a bad game name
     g = get_game(game)
-    payload = _read_atari(checkpoint)
     learned = list(payload["tasks"][: payload["tasks_done"]])
     if g.name not in learned:
-        known = f"it has learned: {', '.join(learned)}" if learned else "it has learned no game yet"
-        raise ExportError(f"game {g.name!r} was not learned by {checkpoint}; {known}")
+        from blip_rl.continual.checkpoint import not_learned
+
+        raise not_learned(checkpoint, g.name, learned)
     _check_outputs(zip_path, card_path, force)
     if checkpoint.resolve() in (zip_path.resolve(), card_path.resolve()):
         raise ExportError(f"--out {out} would overwrite the checkpoint itself; pass another --out")

@@ -359,7 +359,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
                                    eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
                                    results=results, tasks_done=tasks_done, on_progress=progress,
                                    on_message=message, on_eval=evaluating, should_stop=stop.requested,
-                                   drift=drift, seed=cfg.seed)
+                                   drift=drift, seed=cfg.seed, keep=cfg.keep_checkpoints)
     except Interrupted as exc:
         bar.close()
         print(f"\nblip-rl: stopped at env step {exc.step}; checkpoint {exc.checkpoint}.\n"
@@ -423,7 +423,9 @@ def _eval_classification(args: argparse.Namespace) -> int:
     loaded = load_classify(args.checkpoint)
     learned = loaded.task_names[: loaded.tasks_done]
     if args.game not in learned:
-        raise UserError(f"task {args.game!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
+        from .continual.checkpoint import not_learned
+
+        raise not_learned(args.checkpoint, args.game, learned, noun="task")
     k = loaded.task_names.index(args.game)
     config = loaded.extra.get("config") or {}
     tasks = load_benchmark(config["benchmark"], config.get("data_dir"), seed=loaded.seed, **(config.get("data") or {}))
@@ -466,7 +468,9 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     policy.autocast_dtype = runtime.dtype
     learned = meta["tasks"][: meta["tasks_done"]]
     if game.name not in learned:
-        raise UserError(f"game {game.name!r} was not learned by {args.checkpoint}; it knows: {', '.join(learned)}")
+        from .continual.checkpoint import not_learned
+
+        raise not_learned(args.checkpoint, game.name, learned)
     head = learned.index(game.name)
     method = load_method(meta, policy)  # a method that acts at evaluation time acts here too
     overrides = {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed", "normalization")}
@@ -611,8 +615,23 @@ def _record_resumed_runtime(run_dir: Path, runtime, step: int) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
+def _split_list_hint(argv: list[str], extra: list[str]) -> str:
+    """For ``--games kungfu, boxing``: a word after one that ends in a comma was meant to be in it."""
+    for word in extra:
+        i = argv.index(word)
+        if i > 0 and argv[i - 1].endswith(","):
+            return (f"; {argv[i - 1]!r} ends with a comma: a space after it splits the list; write "
+                    f"{argv[i - 1]}{word} (no spaces) or quote it")
+    return ""
+
+
 def _cmd_toy(args: argparse.Namespace, argv: list[str]) -> int:
+    from .system import resolve_runtime
     from .toy import run_toy
+
+    runtime = resolve_runtime(device="cpu", precision="fp32", threads=_threads_flag(args) or 0)
+    runtime.apply()
+    print(f"blip-rl: {runtime.summary()}")
 
     print(f"Two-task toy problem, {args.epochs} epochs per task, seed {args.seed}")
     print(f"{'method':8s} {'task1 after 1':>14s} {'task1 after 2':>14s} {'task2 after 2':>14s} {'forgot':>8s}")
@@ -623,41 +642,75 @@ def _cmd_toy(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blip-rl", description="Continual RL on Atari with BLIP.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every command's help: descriptions as written, and each option's default where it has one
+    (not where the default is "not given": those say in their help what they fall back to)."""
 
-    t = sub.add_parser("train", help="learn games one after another with a continual method")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+                and "%(default)" not in text
+                and "default" not in text and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """``blip-rl`` and its sub-commands: one help format for all (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
+
+
+from .flags import DEVICE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, SEED_HELP, THREADS_HELP  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .flags import DEFAULT_SEED
+
+    parser = Parser(prog="blip-rl", description="Continual RL on Atari with BLIP.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.subcommands = sub.choices  # type: ignore[attr-defined]  (main's errors name the subcommand)
+
+    t = sub.add_parser("train", help="learn games one after another with a continual method",
+                       description="Learn games one after another with a continual method. Files and heads count "
+                                   "games from 0 (checkpoints/0_kungfu.pt, head 0); progress lines count from 1 "
+                                   "(task 1/2).")
     add_config_flags(t)
-    t.add_argument("--threads", type=int, help="torch and env threads (default: every core this process may use)")
+    t.add_argument("--threads", type=int, help=f"{THREADS_HELP} (default: every core this process may use, capped "
+                                               "by OMP_NUM_THREADS / SLURM_CPUS_PER_TASK)")
     t.add_argument("--run-dir", help="new directory for this run's files")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("eval", help="play a learned game with a checkpoint")
-    e.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt or latest.pt")
+    e = sub.add_parser("eval", help="play a learned game with a checkpoint (or a classification task)")
+    e.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt (after game k, counted from 0) or latest.pt")
     e.add_argument("--game", "--task", dest="game", required=True,
                    help="the game (Atari) or task (classification) to evaluate, one the checkpoint has learned")
     e.add_argument("--episodes", type=int, help="games to play (default: the run's eval.episodes)")
-    e.add_argument("--seed", type=int)
-    e.add_argument("--max-episode-steps", type=int)
-    e.add_argument("--device", help="auto | cpu | cuda (default: the kind of device the checkpoint trained on, "
+    e.add_argument("--seed", type=int, help="seed of the evaluation envs (default: the run's, so that the "
+                                            "checkpoint's results.json entries are reproduced)")
+    e.add_argument("--max-episode-steps", type=int, help="agent steps after which a game is cut (default: the "
+                                                         "run's eval.max_episode_steps)")
+    e.add_argument("--device", help=f"{DEVICE_HELP} (default: the kind of device the checkpoint trained on, "
                                     "where this machine has one)")
-    e.add_argument("--precision", help="auto | fp32 | bf16 (default: the precision the checkpoint trained in)")
+    e.add_argument("--precision", help=f"{PRECISION_HELP} (default: the precision the checkpoint trained in)")
     e.add_argument("--fast", action="store_true", help="alias of --precision bf16")
-    e.add_argument("--threads", type=int, help="torch and env threads (default: those the checkpoint trained "
-                                               "with, where this process may use as many cores)")
+    e.add_argument("--threads", type=int, help=f"{THREADS_HELP} (default: those the checkpoint trained with, "
+                                               "where this process may use as many cores)")
     e.add_argument("--sample", action="store_true", help="sample actions instead of the run's eval setting")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     e.set_defaults(func=_cmd_eval)
 
     i = sub.add_parser("info", help="versions, the machine, and what auto would choose for precision and threads")
-    i.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    i.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
-    i.add_argument("--threads", type=int, help="threads to check (default: every usable core)")
-    i.add_argument("--n-envs", type=int, default=16, help="env count the thread choice is for (default 16)")
+    i.add_argument("--device", default="auto", help=DEVICE_HELP)
+    i.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    i.add_argument("--threads", type=int, help=f"{THREADS_HELP} to check (default: every usable core, capped by "
+                                               "OMP_NUM_THREADS / SLURM_CPUS_PER_TASK)")
+    i.add_argument("--n-envs", type=int, default=16, help="env count the thread choice is for")
     i.add_argument("--calibrate", action="store_true",
                    help="measure bf16 against fp32 again on this machine and store the verdict (auto reads it); "
                         "for the network and minibatch of --config and the thread count of --threads")
@@ -677,9 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_games)
 
     toy = sub.add_parser("toy", help="two-task toy problem: what each method keeps (seconds, CPU)")
-    toy.add_argument("--methods", default="ft,ewc,ft-fix,blip")
-    toy.add_argument("--seed", type=int, default=0)
-    toy.add_argument("--epochs", type=int, default=30)
+    toy.add_argument("--methods", default="ft,ewc,ft-fix,blip", help="comma-separated methods to compare")
+    toy.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)
+    toy.add_argument("--epochs", type=int, default=30, help="epochs per task")
+    toy.add_argument("--threads", type=int, help=f"{THREADS_HELP} (default: every core this process may use, "
+                                                 "capped by OMP_NUM_THREADS / SLURM_CPUS_PER_TASK)")
     toy.set_defaults(func=_cmd_toy)
 
     import importlib
@@ -705,7 +760,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"blip-rl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the subcommand's own usage, and a hint for a list split by an unquoted space
+        command = parser.subcommands.get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}{_split_list_hint(argv, extra)}")
     if getattr(args, "episodes", 1) is not None and getattr(args, "episodes", 1) < 1:
         print("blip-rl: error: --episodes must be at least 1", file=sys.stderr)
         return EXIT_USAGE

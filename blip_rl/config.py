@@ -21,6 +21,7 @@ import yaml
 from .core.bits import check_max_bits
 from .core.methods import MethodError, check_options, resolve_method
 from .core.quant import DEFAULT_F_PRIOR
+from .flags import DEFAULT_SEED
 from .system import PRECISIONS
 
 #: Choices of ``normalization`` (the same tuple as blip_rl.envs.NORMALIZATIONS, which a test checks;
@@ -35,50 +36,113 @@ class ConfigError(UserError):
     """A config file or override is invalid; the message says which key and what to do."""
 
 
+def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, choices: tuple[str, ...] | None = None, zero: str = "",
+            factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its valid range declared beside it (checked by :func:`check_ranges`
+    for every key, before anything is written or trained).
+
+    :param zero: what 0 means for this key, said in the error (e.g. "0: every usable core").
+    """
+    meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("choices", choices)) if v is not None}
+    if zero:
+        meta["zero"] = zero
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _range_text(meta: dict[str, Any]) -> str:
+    if "choices" in meta:
+        return "one of " + ", ".join(meta["choices"])
+    low = f">= {meta['ge']}" if "ge" in meta else f"> {meta['gt']}" if "gt" in meta else ""
+    if "le" in meta:
+        lo = meta.get("ge", meta.get("gt"))
+        return f"in [{lo}, {meta['le']}]" if "ge" in meta else f"in ({lo}, {meta['le']}]"
+    return low
+
+
+def check_ranges(cfg: Any, prefix: str = "") -> None:
+    """Every field of ``cfg`` (nested sections too) inside the range its :func:`bounded` declares.
+
+    :raises ConfigError: the first key out of range, named with its flag and what it may be.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, prefix=f"{key}.")
+            continue
+        meta = f.metadata
+        if not meta or value is None:
+            continue
+        ok = True
+        if "choices" in meta:
+            ok = value in meta["choices"]
+        else:
+            ok = (("ge" not in meta or value >= meta["ge"]) and ("gt" not in meta or value > meta["gt"])
+                  and ("le" not in meta or value <= meta["le"]))
+        if not ok:
+            flag = FLAGS.get(key)
+            hint = (f" ({meta['zero']})" if meta.get("zero") else "") + (f"; give {flag} {_example(meta)}"
+                                                                          if flag else "")
+            raise ConfigError(f"{key} must be {_range_text(meta)}, got {value!r}{hint}")
+
+
+def _example(meta: dict[str, Any]) -> str:
+    if "choices" in meta:
+        return meta["choices"][0]
+    return f"{meta.get('ge', meta.get('gt'))} or more" if "ge" in meta else f"above {meta.get('gt')}"
+
+
 @dataclass
 class EnvConfig:
-    backend: str = "ale"  #: "ale" (ale-py's native vector env, C++ threads) or "sb3" (make_atari_env)
-    n_envs: int = 16  #: parallel environments (paper: 16)
-    frame_stack: int = 4
-    frameskip: int = 4
-    noop_max: int = 30
-    repeat_action_probability: float = 0.0  #: sticky actions; 0 as in the paper's NoFrameskip-v4
-    max_episode_steps: int = 27000  #: agent steps per game (108k frames)
+    #: "ale" (ale-py's native vector env, C++ threads) or "sb3" (make_atari_env)
+    backend: str = bounded("ale", choices=("ale", "sb3"))
+    n_envs: int = bounded(16, ge=1)  #: parallel environments (paper: 16)
+    frame_stack: int = bounded(4, ge=1)
+    frameskip: int = bounded(4, ge=1)
+    noop_max: int = bounded(30, ge=0)
+    #: sticky actions; 0 as in the paper's NoFrameskip-v4
+    repeat_action_probability: float = bounded(0.0, ge=0, le=1)
+    max_episode_steps: int = bounded(27000, ge=1)  #: agent steps per game (108k frames)
 
 
 @dataclass
 class PPOConfig:
-    learning_rate: float = 2.5e-4  #: Adam lr at the start of each game, decayed linearly to 0
+    #: Adam lr at the start of each game, decayed linearly to 0
+    learning_rate: float = bounded(2.5e-4, gt=0)
     lr_decay: bool = True  #: linear decay within each game
-    adam_eps: float = 1e-5
+    adam_eps: float = bounded(1e-5, gt=0)
     fused_adam: bool = True  #: PyTorch's fused Adam kernel (CPU and CUDA): same update, ~7x faster step here
     #: rollout length per env. 128 (a power of two) divides into 8 minibatches for any n_envs;
     #: the paper's 125 (16 envs x 125 = 2,000) is in configs/atari6.yaml.
-    n_steps: int = 128
-    n_epochs: int = 4
+    n_steps: int = bounded(128, ge=1)
+    n_epochs: int = bounded(4, ge=1)
     #: minibatches per epoch; batch size = n_steps * n_envs / n_minibatches. Where it does not
     #: divide the rollout, the nearest count that does is used, with a note (TrainConfig.validate).
-    n_minibatches: int = 8
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.1
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    n_minibatches: int = bounded(8, ge=1)
+    gamma: float = bounded(0.99, ge=0, le=1)
+    gae_lambda: float = bounded(0.95, ge=0, le=1)
+    clip_range: float = bounded(0.1, gt=0)
+    ent_coef: float = bounded(0.01, ge=0)
+    vf_coef: float = bounded(0.5, ge=0)
+    max_grad_norm: float = bounded(0.5, gt=0)
 
 
 @dataclass
 class BlipConfig:
-    max_bits: int = 20  #: N, bits per parameter
-    f_prior: float = DEFAULT_F_PRIOR  #: F_prior on the exact per-sample Fisher (README: "F_prior")
-    ig_rule: str = "paper"  #: "paper" (eq. 8) or "official" (the authors' code)
+    max_bits: int = 20  #: N, bits per parameter (1..MAX_SUPPORTED_BITS, core.bits.check_max_bits)
+    #: F_prior on the exact per-sample Fisher (README: "F_prior")
+    f_prior: float = bounded(DEFAULT_F_PRIOR, gt=0)
+    ig_rule: str = bounded("paper", choices=("paper", "official"))  #: "paper" (eq. 8) or "official" (the authors' code)
     strict_radius: bool = False  #: clip radius b*2^-(n+1) instead of b*2^-n
 
 
 @dataclass
 class EWCConfig:
-    ewc_lambda: float = 5000.0
-    gamma: float = 1.0  #: online-EWC decay of the accumulated Fisher
+    ewc_lambda: float = bounded(5000.0, ge=0)
+    gamma: float = bounded(1.0, ge=0, le=1)  #: online-EWC decay of the accumulated Fisher
 
 
 @dataclass
@@ -89,12 +153,18 @@ class EvalConfig:
     steps) is in configs/atari6.yaml; how many games were cut is logged and kept in
     results.json either way."""
 
-    every: int = 0  #: env steps between evaluations of all learned games during training (0: per game only)
-    episodes: int = 10  #: evaluation games per learned game
+    #: env steps between evaluations of all learned games during training (0: per game only)
+    every: int = bounded(0, ge=0, zero="0: evaluate after each game only")
+    episodes: int = bounded(10, ge=1)  #: evaluation games per learned game
     deterministic: bool = True  #: greedy actions (the paper); False samples from the policy
-    n_envs: int = 0  #: envs playing in parallel; 0: one per game (up to 64), all games at once
-    max_episode_steps: int = 4500  #: cap on agent steps per evaluation game (paper: 27000)
-    seed_offset: int = 10_000  #: evaluation envs use seed + offset (their own seeds)
+    #: envs playing in parallel; 0: one per game (up to 64), all games at once
+    n_envs: int = bounded(0, ge=0, zero="0: one env per evaluation game")
+    max_episode_steps: int = bounded(4500, ge=1)  #: cap on agent steps per evaluation game (paper: 27000)
+    seed_offset: int = bounded(10_000, ge=0)  #: evaluation envs use seed + offset (their own seeds)
+
+
+#: The largest seed: every env's seed (seed + eval.seed_offset + env index) must fit ALE's C int.
+MAX_SEED = 2**31 - 1 - 10_000 - 64
 
 
 @dataclass
@@ -106,24 +176,30 @@ class TrainConfig:
     #: options of the method (its Options dataclass); for blip and ewc they override the
     #: fields of the `blip:` / `ewc:` sections below
     method_options: dict[str, Any] = field(default_factory=dict)
-    steps_per_game: int = 10_000_000  #: env steps per game (all envs together)
-    seed: int = 1
-    device: str = "auto"  #: auto | cpu | cuda
-    #: auto | fp32 | bf16. auto: bf16 autocast only where the device runs it natively and it is
-    #: measured faster (blip_rl/system.py); fp32 master weights, clipping, bits and Fisher always.
-    precision: str = "auto"
-    features_dim: int = 1024
-    fisher_samples: int = 2000  #: states from the policy's own last rollouts for the Fisher
-    fisher_batch_size: int = 250
+    steps_per_game: int = bounded(10_000_000, ge=1)  #: env steps per game (all envs together)
+    seed: int = bounded(DEFAULT_SEED, ge=0, le=MAX_SEED)
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N
+    #: auto | fp32 | bf16. auto: bf16 autocast only where the device runs it natively and a
+    #: calibration stored for the machine measured it faster (blip_rl/precision.py); fp32 master
+    #: weights, clipping, bits and Fisher always.
+    precision: str = bounded("auto", choices=PRECISIONS)
+    features_dim: int = bounded(1024, ge=1)
+    fisher_samples: int = bounded(2000, ge=1)  #: states from the policy's own last rollouts for the Fisher
+    fisher_batch_size: int = bounded(250, ge=1)
     #: what a game's normalized score is relative to: ppo (PPO after 40M frames, the BLIP paper's;
     #: the human score where none exists) | human (human-normalized) | none. Games without a
     #: reference under it get one warning at start and no normalized score (never a zero).
-    normalization: str = "ppo"
+    normalization: str = bounded("ppo", choices=NORMALIZATIONS)
     #: states of each game's own last rollouts kept to measure its policy drift later (0: off);
     #: 28 KB each in every checkpoint
-    drift_samples: int = 512
-    threads: int = 0  #: torch and ALE worker threads; 0: every core this process may use
-    checkpoint_every: int = 500_000  #: env steps between resumable checkpoints inside a game (0: per game only)
+    drift_samples: int = bounded(512, ge=0, zero="0: no policy drift measured")
+    #: torch and ALE worker threads; 0: every core this process may use
+    threads: int = bounded(0, ge=0, zero="0: every core this process may use")
+    #: env steps between resumable checkpoints inside a game (0: per game only)
+    checkpoint_every: int = bounded(500_000, ge=0, zero="0: after each game only")
+    #: all: checkpoints/<k>_<game>.pt after each game (85 MB each for the paper's trunk) and
+    #: latest.pt; last: latest.pt only
+    keep_checkpoints: str = bounded("all", choices=("all", "last"))
     env: EnvConfig = field(default_factory=EnvConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     blip: BlipConfig = field(default_factory=BlipConfig)
@@ -150,30 +226,7 @@ class TrainConfig:
             raise ConfigError(str(exc)) from None
         if not self.games:
             raise ConfigError("give at least one game, e.g. --games kungfu,boxing")
-        positive = {"steps_per_game": self.steps_per_game, "env.n_envs": self.env.n_envs,
-                    "ppo.n_steps": self.ppo.n_steps, "ppo.n_epochs": self.ppo.n_epochs,
-                    "ppo.n_minibatches": self.ppo.n_minibatches, "eval.episodes": self.eval.episodes,
-                    "fisher_samples": self.fisher_samples,
-                    "features_dim": self.features_dim, "ppo.learning_rate": self.ppo.learning_rate,
-                    "blip.f_prior": self.blip.f_prior, "fisher_batch_size": self.fisher_batch_size}
-        for key, value in positive.items():
-            if not value > 0:
-                flag = FLAGS.get(key)
-                raise ConfigError(f"{key} must be positive, got {value}" + (f"; give {flag} 1 or more" if flag else ""))
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (--precision), got {self.precision!r}")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: every usable core), got {self.threads}")
-        if self.normalization not in NORMALIZATIONS:
-            raise ConfigError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
-        if self.drift_samples < 0:
-            raise ConfigError(f"drift_samples must be >= 0 (0: no policy drift measured), got {self.drift_samples}")
-        if self.eval.n_envs < 0:
-            raise ConfigError(f"eval.n_envs must be >= 0 (0: one env per evaluation game), got {self.eval.n_envs}")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be >= 0 (0: after each game only), got {self.checkpoint_every}")
-        if self.eval.every < 0:
-            raise ConfigError(f"eval.every must be >= 0 (0: evaluate after each game only), got {self.eval.every}")
+        check_ranges(self)  # every key's declared range (bounded), the sections' too
         rollout = self.ppo.n_steps * self.env.n_envs
         if self.steps_per_game < rollout:
             raise ConfigError(
@@ -189,10 +242,6 @@ class TrainConfig:
             self.ppo.n_minibatches = fitted
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        if self.env.backend not in ("ale", "sb3"):
-            raise ConfigError(f"env.backend must be 'ale' or 'sb3', got {self.env.backend!r}")
-        if self.blip.ig_rule not in ("paper", "official"):
-            raise ConfigError(f"blip.ig_rule must be 'paper' or 'official', got {self.blip.ig_rule!r}")
         try:
             check_max_bits(self.blip.max_bits)
         except ValueError as exc:

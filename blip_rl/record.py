@@ -237,14 +237,10 @@ class _GifFrames:
 
 
 def _require_ffmpeg():
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        from .report import MissingDependencyError
+    from .errors import require
 
-        raise MissingDependencyError("writing .mp4 needs imageio-ffmpeg, which is not installed: "
-                                     "pip install imageio-ffmpeg (or 'blip-rl[record]'), or write a .gif") from None
-    return imageio_ffmpeg
+    return require("imageio_ffmpeg", extra="record", package="imageio-ffmpeg",
+                   purpose="writing .mp4 (write a .gif to do without)")
 
 
 class _Mp4Writer:
@@ -332,7 +328,9 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     the_game = get_game(game)
     learned = meta["tasks"][: meta["tasks_done"]]
     if the_game.name not in learned:
-        raise UserError(f"game {the_game.name!r} was not learned by {checkpoint}; it knows: {', '.join(learned)}")
+        from .continual.checkpoint import not_learned
+
+        raise not_learned(checkpoint, the_game.name, learned)
     head = learned.index(the_game.name)
     method = load_method(meta, policy)
     method.before_eval(head + 1)  # the network as the method evaluates this game (e.g. its mask)
@@ -381,17 +379,19 @@ def register(sub) -> None:
     r = sub.add_parser("record", help="a GIF (or MP4) of a checkpoint playing one game",
                        description="Play one game with a checkpoint (that game's head, the evaluation "
                                    "envs' preprocessing) and write the RGB screens as a GIF or MP4.")
-    r.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt or latest.pt")
+    r.add_argument("checkpoint", help="RUN_DIR/checkpoints/<k>_<game>.pt (after game k, counted from 0) or latest.pt")
     r.add_argument("--game", required=True, help="a game the checkpoint has learned")
     r.add_argument("--out", required=True, help="FILE.gif, or FILE.mp4 (needs imageio-ffmpeg)")
     r.add_argument("--seed", type=int, help="as `blip-rl eval --seed` (default: the run's seed)")
-    r.add_argument("--max-steps", type=int, default=2000, help="agent steps at most (default 2000)")
+    r.add_argument("--max-steps", type=int, default=2000, help="agent steps at most")
     r.add_argument("--fps", type=int, default=30, help="playback frames per second, one per agent step "
-                                                       "(default 30; real time is 15)")
+                                                       "(real time is 15)")
     r.add_argument("--sample", action="store_true", help="sample actions instead of the greedy one")
-    r.add_argument("--device", help="auto | cpu | cuda (default: the kind of device the checkpoint trained on, "
+    from .flags import DEVICE_HELP, PRECISION_HELP, THREADS_HELP
+
+    r.add_argument("--device", help=f"{DEVICE_HELP} (default: the kind of device the checkpoint trained on, "
                                     "where this machine has one)")
-    r.add_argument("--precision", help="auto | fp32 | bf16 (default: the precision the checkpoint trained in)")
-    r.add_argument("--threads", type=int, help="torch threads (default: those the checkpoint trained with, where "
-                                               "this process may use as many cores)")
+    r.add_argument("--precision", help=f"{PRECISION_HELP} (default: the precision the checkpoint trained in)")
+    r.add_argument("--threads", type=int, help=f"{THREADS_HELP} (default: those the checkpoint trained with, "
+                                               "where this process may use as many cores)")
     r.set_defaults(func=_cmd_record)

@@ -18,7 +18,7 @@ canvas, so that a report never opens a window or changes the caller's pyplot bac
 """
 from __future__ import annotations
 
-from .errors import UserError
+from .errors import MissingExtraError, UserError, require
 
 import argparse
 import sys
@@ -45,8 +45,8 @@ _COLORS = {"blip": "tab:red", "ewc": "tab:green", "ft": "tab:blue", "ft-fix": "t
 _DPI = 100
 
 
-class MissingDependencyError(ImportError, ValueError):
-    """An optional dependency is not installed (also a ``ValueError``: the CLI prints it in one line)."""
+#: An optional dependency is not installed (a user error: one line, exit 2); the name of earlier versions.
+MissingDependencyError = MissingExtraError
 
 
 @dataclass
@@ -438,11 +438,9 @@ def _latex(summary: dict[str, Any]) -> str:
 
 # -- figures ----------------------------------------------------------------------------------
 def _require_matplotlib():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingDependencyError("blip-rl report draws its figures with matplotlib, which is not installed: "
-                                     "pip install 'blip-rl[report]' (or pip install matplotlib)") from None
+    require("matplotlib", extra="report", purpose="blip-rl report (its figures)")
+    from matplotlib.figure import Figure
+
     return Figure
 
 

@@ -31,11 +31,9 @@ RUNTIME_CONFIG_KEYS = ("device", "precision", "threads")
 
 
 def _require_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UserError("blip-rl sweep needs Ray: pip install 'blip-rl[ray]' (or pip install ray)") from None
-    return ray
+    from .errors import require
+
+    return require("ray", extra="ray", purpose="blip-rl sweep")
 
 
 def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -358,13 +358,11 @@ def _make_sb3_vec_env(
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
-    try:
-        import cv2  # noqa: F401  (SB3's AtariWrapper resizes and grays frames with OpenCV)
-    except ImportError as exc:
-        raise ImportError(
-            "backend='sb3' needs OpenCV for SB3's AtariWrapper: pip install opencv-python-headless "
-            "(or use the default backend='ale')"
-        ) from exc
+    from blip_rl.errors import require
+
+    # SB3's AtariWrapper resizes and grays frames with OpenCV (an install requirement; checked for
+    # an environment that lost it)
+    require("cv2", extra=None, package="opencv-python-headless", purpose="env.backend sb3 (or use the default ale)")
     gym.register_envs(ale_py)
     env_kwargs: dict[str, Any] = dict(
         frameskip=1,  # AtariWrapper repeats each action `frameskip` times, max-pooling the last two

@@ -368,8 +368,13 @@ def _base_game(name: str, spec: str) -> Game:
     for rom in _all_roms():
         if rom.replace("_", "") == key:
             return _game_from_rom(rom)
+    import difflib
+
+    names = {**{rom.replace("_", ""): rom for rom in _all_roms()}, **{k: g.name for k, g in _ALIASES.items()}}
+    near = list(dict.fromkeys(names[k] for k in difflib.get_close_matches(key, list(names), n=3, cutoff=0.7)))
     raise UserError(
-        f"unknown game {spec!r}. The paper's games are: {', '.join(GAMES)}; any ALE game also works "
+        f"unknown game {spec!r}" + (f"; did you mean {' or '.join(near)}?" if near else ".") +
+        f" The paper's games are: {', '.join(GAMES)}; any ALE game also works "
         "by its ROM id, CamelCase name or gym id (e.g. 'pong', 'MsPacman', 'ALE/Pong-v5'). "
         "Run `blip-rl games` to list them all."
     )

@@ -21,7 +21,7 @@ PACKAGES = {
 }
 #: Modules directly in blip_rl/: shared helpers below everything, and the commands on top.
 HELPERS = {"blip_rl.errors": 0, "blip_rl.io": 0, "blip_rl.metrics": 0, "blip_rl.system": 0, "blip_rl.precision": 0,
-           "blip_rl.threads": 0, "blip_rl.config": 1}
+           "blip_rl.threads": 0, "blip_rl.flags": 0, "blip_rl.config": 1}
 TOP = 3  # cli, report, record, sweep, toy
 THIRD_PARTY_IN_CORE = {"torch", "numpy"}
 

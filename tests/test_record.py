@@ -21,7 +21,7 @@ from blip_rl.record import play, record_game
 TINY = ["--games", "kungfu,boxing", "--steps-per-game", "128", "--n-envs", "2", "--set", "ppo.n_steps=32",
         "--set", "ppo.n_minibatches=2", "--set", "ppo.n_epochs=1", "--eval-episodes", "1",
         "--set", "eval.max_episode_steps=30", "--set", "eval.n_envs=1", "--set", "fisher_samples=64",
-        "--set", "features_dim=32", "--threads", "1", "--device", "cpu", "--no-progress"]
+        "--set", "features_dim=32", "--threads", "1", "--device", "cpu", "--precision", "fp32", "--no-progress"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -154,7 +154,7 @@ def test_lockstep_screen_refuses_to_drift():
 
 
 def test_game_not_learned_lists_the_games_learned(run, tmp_path):
-    with pytest.raises(ValueError, match=r"'boxing' was not learned by .*0_kungfu\.pt; it knows: kungfu"):
+    with pytest.raises(ValueError, match=r"'boxing' was not learned by .*0_kungfu\.pt; it has learned: kungfu"):
         record_game(run / "checkpoints" / "0_kungfu.pt", game="boxing", out=tmp_path / "b.gif")
     assert not (tmp_path / "b.gif").exists()
 
@@ -173,9 +173,31 @@ def test_bad_arguments(run, tmp_path, kwargs, message):
 
 def test_mp4_without_imageio_ffmpeg_says_what_to_install(run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
-    with pytest.raises(ImportError, match="pip install imageio-ffmpeg"):
+    with pytest.raises(ImportError, match="imageio-ffmpeg"):
         record_game(run / "checkpoints" / "latest.pt", game="kungfu", out=tmp_path / "k.mp4")
     assert not (tmp_path / "k.mp4").exists()
+
+
+def test_record_mp4_without_imageio_ffmpeg_is_a_user_error_naming_the_extra(run, tmp_path, monkeypatch, capsys):
+    from blip_rl import cli
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    code = cli.main(["record", str(run / "checkpoints" / "latest.pt"), "--game", "kungfu", "--out",
+                     str(tmp_path / "k.mp4")])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'blip-rl[record]'" in err and "internal error" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("blip-rl: error")] == err.strip().splitlines()[-1:]
+    assert not (tmp_path / "k.mp4").exists()
+
+
+@pytest.mark.parametrize("module, extra", [("matplotlib", "report"), ("ray", "ray")])
+def test_every_optional_package_is_one_error_path(monkeypatch, module, extra):
+    from blip_rl.errors import MissingExtraError, UserError, require
+
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingExtraError, match=rf"pip install 'blip-rl\[{extra}\]'") as info:
+        require(module, extra=extra, purpose="a test")
+    assert isinstance(info.value, UserError) and isinstance(info.value, ImportError)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is None, reason="needs imageio-ffmpeg")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..io import check_new_run_dir, lock_run_dir, make_run_dir, remove_stale_temp_files
+from ..config import bounded, check_ranges
+from ..flags import DEFAULT_SEED
 from .learner import TrainConfig
 
 import argparse
@@ -52,20 +54,24 @@ class ClassifyConfig:
         method's entry is passed to :func:`blip_rl.core.make_method`.
     :param drift_samples: training inputs kept per task to measure how far its class
         distribution drifts later (:mod:`blip_rl.continual.drift`); 0: off.
+    :param keep_checkpoints: ``all`` (a checkpoint after each task, and ``latest.pt``) or ``last``
+        (``latest.pt`` only).
     """
 
     benchmark: str = ""
     method: str = "blip"
-    epochs: int = 200
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
+    epochs: int = bounded(200, ge=1)
+    seed: int = bounded(DEFAULT_SEED, ge=0)
+    device: str = bounded("auto", choices=DEVICES)
+    threads: int | None = bounded(None, ge=1)
     data_dir: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=lambda: {"arch": "mlp"})
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: dict[str, Any] = field(default_factory=dict)
-    drift_samples: int = 512
+    drift_samples: int = bounded(512, ge=0, zero="0: no drift measured")
+    #: all: checkpoints/<k>_<task>.pt after each task and latest.pt; last: latest.pt only
+    keep_checkpoints: str = bounded("all", choices=("all", "last"))
 
     @property
     def method_options(self) -> dict[str, Any]:
@@ -133,7 +139,7 @@ def build_config(args: argparse.Namespace) -> ClassifyConfig:
 
     path = Path(args.config) if args.config else default_config_path(args.benchmark)
     flags = {"method": args.method, "data_dir": args.data_dir, "epochs": args.epochs, "seed": args.seed,
-             "device": args.device}
+             "device": args.device, "threads": getattr(args, "threads", None)}
     overrides = {k: v for k, v in flags.items() if v is not None}
     if args.f_prior is not None:
         if args.method != "blip":
@@ -154,14 +160,7 @@ def _validate(cfg: ClassifyConfig) -> None:
 
     if cfg.benchmark not in BENCHMARKS:
         raise UserError(f"unknown benchmark {cfg.benchmark!r}; choose one of {sorted(BENCHMARKS)}")
-    if cfg.epochs < 1:
-        raise UserError(f"epochs must be a positive integer, got {cfg.epochs!r}")
-    if cfg.drift_samples < 0:
-        raise UserError(f"drift_samples must be >= 0 (0: no drift measured), got {cfg.drift_samples!r}")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise UserError(f"threads must be a positive integer or null, got {cfg.threads!r}")
-    if cfg.device not in DEVICES:
-        raise UserError(f"device must be one of {DEVICES}, got {cfg.device!r}")
+    check_ranges(cfg)  # every key's declared range (the same rules as train's config)
     if "arch" not in cfg.model:
         raise UserError("model.arch is missing (mlp or alexnet)")
     # The registry (or the plugin's own class) says which options the method takes.
@@ -207,6 +206,9 @@ def run_classify(args: argparse.Namespace, argv: list[str] | None = None) -> int
         if given:
             raise UserError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
         cfg = config_of_run(Path(args.resume))
+        if getattr(args, "threads", None) is not None:  # a resumed run may land on another machine
+            cfg.threads = args.threads
+            check_ranges(cfg)
     else:
         if not (args.benchmark and args.method and args.run_dir):
             raise UserError("give --benchmark, --method and --run-dir for a new run (or --resume RUN_DIR)")
@@ -275,6 +277,10 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     # fp32: the classification nets are small; threads as the config says (checked here, before
     # anything is written).
     runtime = resolve_runtime(device=device, precision="fp32", threads=cfg.threads or 0)
+    import dataclasses
+
+    runtime = dataclasses.replace(runtime, precision_reason="classification trains in fp32")
+    print(f"blip-rl: {runtime.summary()}", flush=True)  # the first line, as train's
     train = cfg.train  # typed and validated when the config was read
     method_options = _numbers(cfg.method_options)
 
@@ -353,7 +359,8 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
         with StopOnSignal() as stop:
             results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger,
                                    on_message=print, results=results, tasks_done=tasks_done,
-                                   should_stop=stop.requested, drift=drift, seed=cfg.seed)
+                                   should_stop=stop.requested, drift=drift, seed=cfg.seed,
+                                   keep=cfg.keep_checkpoints)
     except Interrupted as exc:
         import sys
 
@@ -381,6 +388,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from ..flags import DEVICE_HELP, SEED_HELP, THREADS_HELP
     from ..core import METHODS
 
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="task sequence (a new run)")
@@ -393,10 +401,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="new (or empty) folder for results, checkpoints, logs")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped classify run from its last checkpoint")
     p.add_argument("--epochs", type=int, default=None, help="most epochs per task (config: epochs)")
-    p.add_argument("--seed", type=int, default=None, help="seed (config: seed)")
+    p.add_argument("--seed", type=int, default=None, help=f"{SEED_HELP} (config: seed; default {DEFAULT_SEED})")
     p.add_argument("--f-prior", type=float, default=None,
                    help="BLIP's F_prior on the true per-sample Fisher (config: methods.blip.f_prior)")
-    p.add_argument("--device", choices=DEVICES, default=None, help="config: device (default auto)")
+    p.add_argument("--device", choices=DEVICES, default=None, help=f"{DEVICE_HELP} (config: device; default auto)")
+    p.add_argument("--precision", choices=("auto", "fp32"), default=None,
+                   help="auto | fp32: classification trains in fp32 (its nets are small), so auto is fp32")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"{THREADS_HELP} (config: threads; default: every core this process may use, capped by "
+                        "OMP_NUM_THREADS / SLURM_CPUS_PER_TASK)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=0.01 --set model.hidden=200 (repeatable)")
     p.set_defaults(func=run_classify)

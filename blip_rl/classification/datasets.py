@@ -242,10 +242,9 @@ def load_svhn(data_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     d = Path(data_dir)
     what, url = "SVHN (cropped digits, format 2)", URLS["svhn"]
     paths = {s: _find([d / "svhn", d], f"{s}_32x32.mat", what=what, url=url) for s in ("train", "test")}
-    try:
-        from scipy.io import loadmat
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise UserError("reading SVHN's .mat files needs scipy: pip install scipy") from exc
+    from ..errors import require
+
+    loadmat = require("scipy.io", extra="classification", package="scipy", purpose="reading SVHN's .mat files").loadmat
     out = {}
     for s, path in paths.items():
         m = loadmat(str(path))
@@ -258,11 +257,10 @@ def load_svhn(data_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _read_image_folders(root: Path, *, size: int | None, mode: str,
                         what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images under ``root/<class>/*`` (sorted class names -> labels 0..), as uint8 arrays."""
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise UserError(f"reading {what} image folders needs Pillow: pip install pillow "
-                         "(or provide the .npz arrays instead)") from exc
+    from ..errors import require
+
+    Image = require("PIL.Image", extra=None, package="pillow",
+                    purpose=f"reading {what} image folders (or the .npz arrays instead)")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     xs, ys = [], []
     for label, cls in enumerate(classes):
@@ -391,10 +389,12 @@ def load_miniimagenet(data_dir: str | Path, *, image_size: int = 84) -> dict[str
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 8x8 digits (1,797 images, no download): float ``(N, 8, 8)`` in 0..16."""
-    try:
-        from sklearn.datasets import load_digits as _load
-    except ImportError as exc:
-        raise UserError("the digits benchmarks use scikit-learn's bundled digits: pip install scikit-learn") from exc
+    from ..errors import require
+
+    require("sklearn", extra="classification", package="scikit-learn",
+            purpose="the digits benchmarks (scikit-learn's bundled digits)")
+    from sklearn.datasets import load_digits as _load
+
     bunch = _load()
     return np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
 

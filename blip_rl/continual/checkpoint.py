@@ -35,6 +35,7 @@ from ..io import atomic_torch_save
 from .results import Results
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "checkpoint_payload", "write_checkpoint", "read_checkpoint",
+           "not_learned",
            "method_entry"]
 
 FORMAT = "blip-rl/checkpoint"
@@ -80,6 +81,17 @@ def write_checkpoint(path: str | Path, learner: Any, method: ContinualMethod, *,
                                          results=results, drift=drift), path)
 
 
+def not_learned(path: str | Path, name: str, learned: list[str], *, noun: str = "game") -> CheckpointError:
+    """The error for a ``noun`` the checkpoint at ``path`` has not learned, saying what it has, or
+    (a ``progress.pt`` saved inside the first task) which checkpoint to evaluate instead."""
+    path = Path(path)
+    if learned:
+        return CheckpointError(f"{noun} {name!r} was not learned by {path}; it has learned: {', '.join(learned)}")
+    return CheckpointError(f"no {noun} was finished when {path.name} was saved (the run was still learning its "
+                           f"first {noun}); evaluate {path.parent / ('<k>_<' + noun + '>.pt')} of a finished {noun} "
+                           "(k counts from 0), or resume the run first")
+
+
 def read_checkpoint(path: str | Path, *, learner: str | None = None, device: str | torch.device = "cpu",
                     upgrade: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None) -> dict[str, Any]:
     """The payload of a checkpoint, validated (and upgraded from an earlier format).
@@ -91,6 +103,12 @@ def read_checkpoint(path: str | Path, *, learner: str | None = None, device: str
         newer version; a checkpoint of another learner.
     """
     path = Path(path)
+    if path.is_dir():
+        if (path / "config.yaml").is_file() or (path / "checkpoints").is_dir():
+            raise CheckpointError(f"{path} is a run directory: pass {path / 'checkpoints' / 'latest.pt'} (or "
+                                  "checkpoints/<k>_<task>.pt, the checkpoint after task k, counted from 0)")
+        raise CheckpointError(f"{path} is a directory, not a checkpoint: pass a .pt file such as "
+                              "RUN_DIR/checkpoints/latest.pt")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (look in RUN_DIR/checkpoints/)")
     try:

@@ -83,6 +83,8 @@ def checkpoint_name(k: int, task: str) -> str:
 #: The periodic checkpoint inside a task (also written on SIGINT/SIGTERM); ``--resume`` reads it.
 PROGRESS = "progress.pt"
 LATEST = "latest.pt"
+#: Which checkpoints a run keeps (``keep_checkpoints``): every task's and the latest, or the latest only.
+KEEP = ("all", "last")
 
 
 class Interrupted(Exception):
@@ -224,6 +226,7 @@ def run_sequence(
     should_stop: Callable[[], bool] | None = None,
     drift: DriftProbe | None = None,
     seed: int = 0,
+    keep: str = "all",
 ) -> Results:
     """Learn ``learner.task_names`` in order with ``method``; return the score matrix.
 
@@ -245,12 +248,17 @@ def run_sequence(
     :param drift: the policy-drift probe (:class:`DriftProbe`; a resumed run passes the one of its
         checkpoint); None: drift is not measured.
     :param seed: seeds the choice of each task's drift sample.
+    :param keep: ``all``: a checkpoint after each task (``<k>_<task>.pt``) beside ``latest.pt``;
+        ``last``: ``latest.pt`` only (disk: one checkpoint, however many tasks). Either way
+        ``progress.pt`` is removed once the last task is done (``latest.pt`` is newer).
 
     The wall time of each part (training, evaluation, Fisher/consolidation, checkpoints) is
     added up in ``results.time_s`` (see :meth:`Results.time_split`).
     """
     if budget <= 0:
         raise ValueError(f"the budget per task must be positive, got {budget}")
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     tasks = list(learner.task_names)
@@ -339,7 +347,10 @@ def run_sequence(
             learn(extra, "retrain")
         _keep_drift_sample(learner, method, drift, k, seed)
         logger.bits(learner.trunk, learner.global_step)
-        save(checkpoints / checkpoint_name(k, tasks[k]), k + 1)
+        if keep == "all":
+            save(checkpoints / checkpoint_name(k, tasks[k]), k + 1)
         save(checkpoints / LATEST, k + 1, resumable=True)
         _record_row(learner, method, results, logger, run_dir, k, on_message, on_eval, drift)
+    # The run is complete: the in-task checkpoint is older than latest.pt and resumes nothing.
+    (checkpoints / PROGRESS).unlink(missing_ok=True)
     return results

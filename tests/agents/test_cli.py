@@ -142,3 +142,42 @@ def test_games_piped_into_head_ends_quietly():
     out = subprocess.run(f"{sys.executable} -m blip_rl.cli games | head -2", shell=True, capture_output=True,
                          text=True, timeout=120)
     assert len(out.stdout.splitlines()) == 2 and "error" not in out.stderr.lower(), out.stderr
+
+
+def test_eval_of_every_checkpoint_with_no_flags_reproduces_results_json(runs):
+    """eval follows the checkpoint's own precision, device kind and threads, and the run's seeds."""
+    run = runs / "blip"
+    raw = json.loads((run / "results.json").read_text())["raw"]
+    for k, name in enumerate(("0_kungfu.pt", "1_boxing.pt")):
+        for j, game in enumerate(("kungfu", "boxing")[: k + 1]):
+            out = blip_rl("eval", run / "checkpoints" / name, "--game", game, "--json")
+            assert json.loads(out.stdout)["mean"] == raw[k][j], (name, game)
+    out = blip_rl("eval", run / "checkpoints" / "latest.pt", "--game", "boxing", "--no-progress")
+    assert "(as the checkpoint trained)" in out.stderr.splitlines()[0]
+
+
+def test_eval_messages_name_the_fix(runs, tmp_path):
+    import torch
+
+    out = blip_rl("eval", runs / "blip", "--game", "kungfu", check=False)
+    assert out.returncode == 2 and "is a run directory: pass" in out.stderr and "latest.pt" in out.stderr
+    payload = torch.load(runs / "blip" / "checkpoints" / "latest.pt", weights_only=True)
+    payload["tasks_done"] = 0  # as progress.pt saved inside the first game
+    torch.save(payload, tmp_path / "progress.pt")
+    out = blip_rl("eval", tmp_path / "progress.pt", "--game", "kungfu", check=False)
+    assert out.returncode == 2 and "no game was finished when progress.pt was saved" in out.stderr
+    out = blip_rl("eval", runs / "blip" / "checkpoints" / "0_kungfu.pt", "--game", "kungfoo", check=False)
+    assert out.returncode == 2 and "did you mean kungfu?" in out.stderr
+
+
+def test_a_finished_run_keeps_no_progress_checkpoint(runs):
+    for method in ("blip", "ewc", "ft", "ft-fix"):
+        assert not (runs / method / "checkpoints" / "progress.pt").exists()
+
+
+def test_keep_checkpoints_last_writes_latest_only(tmp_path):
+    blip_rl("train", "--games", "kungfu,boxing", "--run-dir", tmp_path / "r", *TINY, "--set", "keep_checkpoints=last",
+            "--set", "checkpoint_every=64")
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["latest.pt"]
+    out = blip_rl("eval", tmp_path / "r" / "checkpoints" / "latest.pt", "--game", "kungfu", "--json")
+    assert json.loads(out.stdout)["mean"] == json.loads((tmp_path / "r" / "results.json").read_text())["raw"][1][0]
