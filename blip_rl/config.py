@@ -137,6 +137,9 @@ class BlipConfig:
     f_prior: float = bounded(DEFAULT_F_PRIOR, gt=0)
     ig_rule: str = bounded("paper", choices=("paper", "official"))  #: "paper" (eq. 8) or "official" (the authors' code)
     strict_radius: bool = False  #: clip radius b*2^-(n+1) instead of b*2^-n
+    #: keep (the paper: theta stays, the anchor is quantized) | overwrite (the authors' code:
+    #: theta = Q(theta, n), so every weight with no frozen bit becomes 0)
+    consolidation: str = bounded("keep", choices=("keep", "overwrite"))
 
 
 @dataclass
@@ -219,6 +222,7 @@ class TrainConfig:
         ``ppo.n_minibatches`` that does not divide the rollout becomes the nearest count that
         does (as SB3 lets a batch size that does not divide the buffer run).
         """
+        check_ranges(self)  # every key's declared range (bounded), the sections' too
         try:
             n_tasks = sum(1 for item in self.games for name in str(item).split(",") if name.strip())
             check_options(resolve_method(self.method), self.method_kwargs(), n_tasks=n_tasks)
@@ -226,7 +230,6 @@ class TrainConfig:
             raise ConfigError(str(exc)) from None
         if not self.games:
             raise ConfigError("give at least one game, e.g. --games kungfu,boxing")
-        check_ranges(self)  # every key's declared range (bounded), the sections' too
         rollout = self.ppo.n_steps * self.env.n_envs
         if self.steps_per_game < rollout:
             raise ConfigError(
@@ -388,8 +391,10 @@ def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     nested: dict[str, dict[str, Any]] = {}
     for raw_key, value in overrides.items():
-        key = str(raw_key).replace("-", "_")
-        head, _, rest = key.partition(".")
+        # A field's name may be spelt with dashes (n-envs); what follows a dot is left as it is:
+        # under a mapping it is a name of its own (methods.shrink-perturb.shrink, a method's name).
+        head, _, rest = str(raw_key).partition(".")
+        head = head.replace("-", "_")
         if head not in hints:
             near = difflib.get_close_matches(head, list(hints), n=1)
             hint = f"; did you mean {prefix}{near[0]!s}?" if near else f"; valid keys: {sorted(hints)}"

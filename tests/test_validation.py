@@ -110,3 +110,19 @@ def test_a_sweep_with_a_key_out_of_range_starts_nothing(tmp_path, capsys):
     _one_line_exit_2(capsys, ["sweep", "--methods", "blip,ft", "--seeds", "1,2", "--out", str(out), "--games",
                               "kungfu", "--set", "ppo.gae_lambda=2"])
     assert not out.exists()
+
+
+METHOD_OPTIONS = [("blip", "consolidation", "sync"), ("blip", "ig_rule", "nope"), ("ewc", "gamma", 2),
+                  ("ewc", "ewc_lambda", -1), ("mas", "samples", 0), ("si", "damping", 0), ("l2", "strength", -1),
+                  ("packnet", "retrain", 2), ("shrink-perturb", "shrink", 2), ("bc-replay", "batch", 0)]
+
+
+@pytest.mark.parametrize("method, option, value", METHOD_OPTIONS)
+def test_a_method_option_out_of_range_is_refused_before_writing(tmp_path, capsys, method, option, value):
+    for argv in (["train", "--games", "kungfu", "--method", method, "--precision", "fp32", "--set",
+                  f"method_options.{option}={value}", "--run-dir", str(tmp_path / "run")],
+                 ["classify", "--benchmark", "digits5", "--method", method, "--set",
+                  f"methods.{method}.{option}={value}", "--run-dir", str(tmp_path / "run")]):
+        err = _one_line_exit_2(capsys, argv)
+        assert option in err and f"method {method}" in err
+        assert not (tmp_path / "run").exists()

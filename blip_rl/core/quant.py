@@ -31,7 +31,19 @@ from torch import nn
 from . import bits as B
 from .info_gain import bit_growth, check_rule, information_gain, updated_fisher
 
-__all__ = ["BlipLayer", "BlipConv2d", "BlipLinear", "blip_layers", "to_blip", "state_bytes"]
+__all__ = ["CONSOLIDATIONS", "check_consolidation", "BlipLayer", "BlipConv2d", "BlipLinear", "blip_layers", "to_blip", "state_bytes"]
+
+#: What consolidation does to the parameters: ``keep`` them where training put them (the paper's
+#: Alg. 1, the default) or ``overwrite`` them with their quantized anchors (the authors' code).
+CONSOLIDATIONS = ("keep", "overwrite")
+
+
+def check_consolidation(consolidation: str) -> str:
+    """:raises ValueError: a value other than those of :data:`CONSOLIDATIONS`."""
+    if consolidation not in CONSOLIDATIONS:
+        raise ValueError(f"consolidation must be one of {', '.join(CONSOLIDATIONS)} (keep: the paper, theta stays; "
+                         f"overwrite: the authors' code, theta = Q(theta, n)), got {consolidation!r}")
+    return consolidation
 
 DEFAULT_MAX_BITS = 20
 #: F_prior on the exact per-sample Fisher (per unit of n_entry): the authors' RL prior 5e-18 on
@@ -129,6 +141,20 @@ class BlipLayer(nn.Module):
             getattr(self, f"{name}_lo").copy_(lo)
             getattr(self, f"{name}_hi").copy_(hi)
 
+    def _range_limit(self, name: str, dtype: torch.dtype) -> float:
+        """b (1 - 2^-N) rounded inward to ``dtype``: the same endpoint the frozen interval uses
+        (:func:`blip_rl.core.bits.frozen_interval`), so that a consolidation, which switches a
+        tensor from this scalar clamp to its interval, never moves a parameter by an ulp."""
+        cache = self.__dict__.setdefault("_range_limits", {})  # derived, not state: never saved
+        key = (name, dtype, self.max_bits)
+        if key not in cache:
+            exact = self.bound(name) * (1.0 - 2.0 ** (-self.max_bits))
+            limit = torch.tensor(exact, dtype=torch.float64).to(dtype)
+            if float(limit) > exact:
+                limit = torch.nextafter(limit, torch.zeros_like(limit))
+            cache[key] = float(limit)
+        return cache[key]
+
     @torch.no_grad()
     def clip_(self) -> None:
         """Clamp every parameter into its frozen interval (paper eq. 4); call after each step."""
@@ -137,21 +163,29 @@ class BlipLayer(nn.Module):
             if self._any_frozen[name]:
                 torch.clamp(p, getattr(self, f"{name}_lo"), getattr(self, f"{name}_hi"), out=p)
             else:
-                limit = self.bound(name) * (1.0 - 2.0 ** (-self.max_bits))
+                limit = self._range_limit(name, p.dtype)
                 p.clamp_(-limit, limit)
 
     @torch.no_grad()
-    def consolidate_(self, fisher: dict[str, torch.Tensor], *, rule: str = "paper") -> dict[str, torch.Tensor]:
+    def consolidate_(self, fisher: dict[str, torch.Tensor], *, rule: str = "paper",
+                     consolidation: str = "keep") -> dict[str, torch.Tensor]:
         """Freeze the bits the task just learned has made certain (paper eq. 7-9, Alg. 1 l. 9-11).
 
-        Grows the bits by the information gain, updates the running Fisher, sets anchors and
-        parameters to their quantized values with the new bits, and refreshes the interval.
+        Grows the bits by the information gain, updates the running Fisher, sets the anchors to
+        the parameters' quantized values with the new bits, c = Q(theta, n) * b, and refreshes
+        the interval. The parameters themselves stay where training put them (``keep``, the
+        paper's Alg. 1: only c is quantized); they lie in their new interval already, since
+        rounding to the n-th bit moves a value by at most half a step of it. ``overwrite`` also
+        sets theta = c, as the authors' ``sync_weight`` does: every parameter with no frozen bit
+        becomes exactly 0 (Q(u, 0) = 0), a pruning step the paper does not describe.
 
         :param fisher: F_t per parameter name, e.g. from :func:`blip_rl.core.fisher.fisher_diagonal`.
         :param rule: ``"paper"`` or ``"official"`` (see :mod:`blip_rl.core.info_gain`).
+        :param consolidation: ``"keep"`` (the paper) or ``"overwrite"`` (the authors' code).
         :returns: the bits added per parameter name.
         """
         check_rule(rule)
+        check_consolidation(consolidation)
         missing = [n for n in self.blip_param_names() if n not in fisher]
         if missing:
             raise ValueError(
@@ -174,7 +208,8 @@ class BlipLayer(nn.Module):
             f_old.copy_(updated_fisher(f_old, f_task, task, rule))
             anchor = B.quantize(p.detach().to(torch.float32), n, self.bound(name))
             getattr(self, f"{name}_anchor").copy_(anchor)
-            p.copy_(anchor)
+            if consolidation == "overwrite":
+                p.copy_(anchor)
             grown[name] = add
         self.num_tasks.add_(1)
         self.refresh_interval()

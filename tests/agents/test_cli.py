@@ -181,3 +181,17 @@ def test_keep_checkpoints_last_writes_latest_only(tmp_path):
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["latest.pt"]
     out = blip_rl("eval", tmp_path / "r" / "checkpoints" / "latest.pt", "--game", "kungfu", "--json")
     assert json.loads(out.stdout)["mean"] == json.loads((tmp_path / "r" / "results.json").read_text())["raw"][1][0]
+
+
+def test_the_blip_diagnosis_reads_a_run(runs):
+    """benchmarks/blip_diagnosis.py (bits, pruned weights and dormant units after each game)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "blip_diagnosis.py"
+    out = subprocess.run([sys.executable, str(script), str(runs / "blip")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "after kungfu" in out.stdout and "after boxing" in out.stdout and "dormant units" in out.stdout
+    assert "zero  0.0%" in out.stdout  # the default consolidation keeps theta: nothing pruned

@@ -80,20 +80,28 @@ def test_parameters_stay_in_frozen_interval_under_any_optimizer_steps(shape, max
 
 
 @settings(max_examples=examples(25), deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), tasks=st.integers(1, 4), rule=st.sampled_from(["paper", "official"]))
-def test_bits_never_decrease_and_stay_below_max(seed, tasks, rule):
+@given(seed=st.integers(0, 2**31 - 1), tasks=st.integers(1, 4), rule=st.sampled_from(["paper", "official"]),
+       consolidation=st.sampled_from(["keep", "overwrite"]))
+def test_bits_never_decrease_and_stay_below_max(seed, tasks, rule, consolidation):
     torch.manual_seed(seed)
     layer = BlipConv2d(2, 3, 3, max_bits=8, f_prior=1e-3)
     previous = layer.weight_bits.clone()
+    limit = layer.bound("weight") * (1 - 2**-8)
     for _ in range(tasks):
+        with torch.no_grad():  # training moved the weights since the last consolidation
+            layer.weight.add_(0.05 * torch.randn_like(layer.weight))
+        layer.clip_()
+        before = layer.weight.detach().clone()
         f = {n: torch.rand_like(getattr(layer, n)) ** 4 for n in layer.blip_param_names()}
-        layer.consolidate_(f, rule=rule)
+        layer.consolidate_(f, rule=rule, consolidation=consolidation)
         assert torch.all(layer.weight_bits >= previous)
         assert int(layer.weight_bits.max()) <= 8
         previous = layer.weight_bits.clone()
-        # After consolidation the parameter sits on its anchor.
-        assert torch.equal(layer.weight.detach(), torch.clamp(layer.weight_anchor, *[-layer.bound("weight")
-                           * (1 - 2**-8), layer.bound("weight") * (1 - 2**-8)]))
+        if consolidation == "overwrite":  # the authors' code: the parameter sits on its anchor
+            assert torch.equal(layer.weight.detach(), torch.clamp(layer.weight_anchor, -limit, limit))
+        else:  # the paper: it stays where training put it, already inside its new interval
+            assert torch.equal(layer.weight.detach(), before)
+            assert torch.all(layer.weight.detach() >= layer.weight_lo) and torch.all(layer.weight.detach() <= layer.weight_hi)
 
 
 def test_full_bits_give_a_zero_width_interval():

@@ -35,17 +35,21 @@ def test_bit_growth_ceil_and_clamp():
     assert bit_growth(ig, bits, 20).tolist() == [0, 0, 1, 1, 2, 15]
 
 
-def test_consolidation_end_to_end_on_one_layer():
+@pytest.mark.parametrize("consolidation", ["keep", "overwrite"])
+def test_consolidation_end_to_end_on_one_layer(consolidation):
     layer = BlipLinear(2, 1, bias=False, max_bits=20, f_prior=1.0)  # n_entry 2: F_0 = 2
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[0.30, -0.70]]))
     b = layer.bound("weight")  # 6 / sqrt(2)
-    added = layer.consolidate_({"weight": torch.tensor([[6.0, 0.0]])}, rule="paper")
+    added = layer.consolidate_({"weight": torch.tensor([[6.0, 0.0]])}, rule="paper", consolidation=consolidation)
     # IG = 1/2 log2((2 + 6) / 2) = 1 bit; the second entry learns nothing.
     assert added["weight"].tolist() == [[1, 0]]
     assert layer.weight_fisher.tolist() == [[4.0, 1.0]]
     # Anchor: Q(0.30 / b, 1) * b = round(0.1414 * 2) / 2 * b = 0; Q(., 0) = 0.
-    assert layer.weight.tolist() == [[0.0, 0.0]]
+    assert layer.weight_anchor.tolist() == [[0.0, 0.0]]
+    # The paper keeps theta (within c +- b/2 and c +- b); the authors' code overwrites it with c.
+    expected = [[0.0, 0.0]] if consolidation == "overwrite" else [[pytest.approx(0.30), pytest.approx(-0.70)]]
+    assert layer.weight.tolist() == expected
     assert int(layer.num_tasks) == 1
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[10.0, 10.0]]))
@@ -59,3 +63,9 @@ def test_bad_rule_and_task_are_refused():
         information_gain(torch.ones(1), torch.ones(1), 1, "nope")
     with pytest.raises(ValueError, match="1-based"):
         information_gain(torch.ones(1), torch.ones(1), 0)
+
+
+def test_an_unknown_consolidation_is_refused():
+    layer = BlipLinear(2, 1, bias=False)
+    with pytest.raises(ValueError, match="consolidation must be one of keep, overwrite"):
+        layer.consolidate_({"weight": torch.ones(1, 2)}, consolidation="sync")

@@ -240,7 +240,10 @@ def check_options(cls: type[ContinualMethod], options: dict[str, Any], n_tasks: 
         raise MethodError(f"unknown option(s) {', '.join(unknown)} for method {cls.name}; it takes "
                           f"{', '.join(sorted(fields)) or 'no options'}")
     values = {k: _coerce(cls.name, k, v, fields[k]) for k, v in options.items()}
-    checked = dataclasses.asdict(cls.Options(**values))
+    try:  # an Options dataclass checks its values in __post_init__ (before any run is started)
+        checked = dataclasses.asdict(cls.Options(**values))
+    except ValueError as exc:
+        raise MethodError(f"method {cls.name}: {exc}") from None
     if n_tasks is not None:
         cls.check_tasks(n_tasks, checked)
     return checked

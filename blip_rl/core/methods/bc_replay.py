@@ -38,6 +38,12 @@ class BCReplayOptions:
     strength: float = 1.0  #: weight of the cloning penalty
     value_weight: float = 0.5  #: weight of the value term inside it (RL; classification has none)
 
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.batch < 1:
+            raise ValueError(f"samples and batch must be >= 1, got {self.samples} and {self.batch}")
+        if not (self.strength >= 0 and self.value_weight >= 0):
+            raise ValueError(f"strength and value_weight must be >= 0, got {self.strength} and {self.value_weight}")
+
 
 @register
 class BCReplay(ContinualMethod):
@@ -48,10 +54,7 @@ class BCReplay(ContinualMethod):
     def __init__(self, trunk: nn.Module, *, samples: int = 1000, batch: int = 64, strength: float = 1.0,
                  value_weight: float = 0.5) -> None:
         super().__init__(trunk)
-        if samples < 1 or batch < 1:
-            raise ValueError(f"samples and batch must be >= 1, got {samples} and {batch}")
-        if not (strength >= 0 and value_weight >= 0):
-            raise ValueError(f"strength and value_weight must be >= 0, got {strength} and {value_weight}")
+        BCReplayOptions(samples, batch, strength, value_weight)  # checks the values
         self.samples, self.batch = int(samples), int(batch)
         self.strength, self.value_weight = float(strength), float(value_weight)
         #: per earlier task (1-based): {"inputs", "log_probs", "values" (or absent)}

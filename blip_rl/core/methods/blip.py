@@ -9,7 +9,7 @@ from torch import nn
 from ..bits import bit_statistics
 from ..fisher import FisherData, fisher_diagonal, supported_layers
 from ..info_gain import check_rule
-from ..quant import BlipLayer, blip_layers
+from ..quant import BlipLayer, blip_layers, check_consolidation
 from .base import ContinualMethod, register
 
 __all__ = ["Blip", "BlipOptions"]
@@ -20,6 +20,13 @@ class BlipOptions:
     f_prior: float | None = None  #: F_prior; None keeps the layers' own (set when they were built)
     ig_rule: str = "paper"  #: "paper" (eq. 8) or "official" (the authors' code)
     strict_radius: bool = False  #: clip radius b*2^-(n+1) instead of the paper's b*2^-n
+    #: "keep" (the paper: theta stays, only the anchor is quantized) or "overwrite" (the authors'
+    #: code: theta = Q(theta, n), which zeroes every weight with no frozen bit)
+    consolidation: str = "keep"
+
+    def __post_init__(self) -> None:
+        check_rule(self.ig_rule)
+        check_consolidation(self.consolidation)
 
 
 @register
@@ -29,6 +36,9 @@ class Blip(ContinualMethod):
     :param f_prior: F_prior; if given, set on every BLIP layer that has not consolidated yet.
     :param ig_rule: ``"paper"`` (eq. 8) or ``"official"`` (the authors' code).
     :param strict_radius: clip to b * 2^-(n+1) instead of the paper's b * 2^-n.
+    :param consolidation: ``"keep"`` (the paper's Alg. 1: after a task only the anchors are
+        quantized, the weights stay) or ``"overwrite"`` (the authors' ``sync_weight``: the weights
+        become their quantized anchors, and every weight with no frozen bit becomes 0).
     """
 
     name = "blip"
@@ -42,9 +52,11 @@ class Blip(ContinualMethod):
         f_prior: float | None = None,
         ig_rule: str = "paper",
         strict_radius: bool = False,
+        consolidation: str = "keep",
     ) -> None:
         super().__init__(trunk)
         self.ig_rule = check_rule(ig_rule)
+        self.consolidation = check_consolidation(consolidation)
         self.strict_radius = bool(strict_radius)
         self.layers: dict[str, BlipLayer] = dict(blip_layers(trunk))
         if not self.layers:
@@ -68,7 +80,7 @@ class Blip(ContinualMethod):
         fisher = fisher_diagonal(self.layers, self._require(data))
         stats: dict[str, float] = {}
         for name, layer in self.layers.items():
-            grown = layer.consolidate_(fisher[name], rule=self.ig_rule)
+            grown = layer.consolidate_(fisher[name], rule=self.ig_rule, consolidation=self.consolidation)
             for pn, add in grown.items():
                 s = bit_statistics(layer.frozen_bits(pn), layer.max_bits)
                 stats[f"{name}.{pn}/mean_bits"] = s["mean_bits"]

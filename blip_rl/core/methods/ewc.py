@@ -18,6 +18,12 @@ class EWCOptions:
     ewc_lambda: float = 5000.0  #: strength lambda of the penalty (>= 0)
     gamma: float = 1.0  #: decay of the accumulated Fisher in (0, 1]; 1 sums it (the BLIP authors' code)
 
+    def __post_init__(self) -> None:
+        if not self.ewc_lambda >= 0:
+            raise ValueError(f"ewc_lambda must be >= 0, got {self.ewc_lambda}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+
 
 @register
 class OnlineEWC(ContinualMethod):
@@ -36,10 +42,7 @@ class OnlineEWC(ContinualMethod):
 
     def __init__(self, trunk: nn.Module, *, ewc_lambda: float = 5000.0, gamma: float = 1.0) -> None:
         super().__init__(trunk)
-        if not ewc_lambda >= 0:
-            raise ValueError(f"ewc_lambda must be >= 0, got {ewc_lambda}")
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+        EWCOptions(ewc_lambda, gamma)  # checks the values
         self.ewc_lambda = float(ewc_lambda)
         self.gamma = float(gamma)
         self.layers = supported_layers(trunk)

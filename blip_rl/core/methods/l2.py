@@ -9,7 +9,7 @@ from torch import nn
 
 from ..fisher import FisherData
 from .base import register
-from .quadratic import AnchoredPenalty
+from .quadratic import AnchoredPenalty, check_strength
 
 __all__ = ["L2", "L2Options"]
 
@@ -19,6 +19,9 @@ class L2Options:
     #: weight of the penalty strength/2 * ||theta - theta*||^2; tune per benchmark (the PPO loss
     #: and the trunk's size set its scale)
     strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_strength(self.strength)
 
 
 @register

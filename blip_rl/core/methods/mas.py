@@ -13,7 +13,7 @@ from torch import nn
 
 from ..fisher import FisherData
 from .base import register
-from .quadratic import AnchoredPenalty
+from .quadratic import AnchoredPenalty, check_strength
 
 __all__ = ["MAS", "MASOptions"]
 
@@ -25,6 +25,11 @@ class MASOptions:
     strength: float = 0.1
     samples: int = 256  #: inputs of the task used (one backward each: MAS takes |per-sample gradient|)
 
+    def __post_init__(self) -> None:
+        check_strength(self.strength)
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+
 
 @register
 class MAS(AnchoredPenalty):
@@ -34,8 +39,7 @@ class MAS(AnchoredPenalty):
 
     def __init__(self, trunk: nn.Module, *, strength: float = 0.1, samples: int = 256) -> None:
         super().__init__(trunk, strength=strength)
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
+        MASOptions(strength, samples)  # checks the values
         self.samples = int(samples)
 
     def task_importance(self, task: int, data: FisherData | None) -> dict[str, torch.Tensor]:

@@ -40,6 +40,12 @@ class PackNetOptions:
     capacity: int | None = None  #: tasks the network is split into; None: the run's number of tasks
     retrain: float = 0.1  #: retraining after pruning, as a fraction of a task's budget (0: none)
 
+    def __post_init__(self) -> None:
+        if self.capacity is not None and not 1 <= self.capacity <= MAX_CAPACITY:
+            raise ValueError(f"capacity must be in 1..{MAX_CAPACITY}, got {self.capacity}")
+        if not 0 <= self.retrain <= 1:
+            raise ValueError(f"retrain is a fraction of a task's budget in [0, 1], got {self.retrain}")
+
 
 def _capacity_error(capacity: int, n_tasks: int) -> MethodError:
     return MethodError(f"packnet holds {capacity} tasks (option capacity) but this sequence has {n_tasks}: set "
@@ -54,10 +60,7 @@ class PackNet(ContinualMethod):
 
     def __init__(self, trunk: nn.Module, *, capacity: int | None = None, retrain: float = 0.1) -> None:
         super().__init__(trunk)
-        if capacity is not None and not 1 <= capacity <= MAX_CAPACITY:
-            raise ValueError(f"capacity must be in 1..{MAX_CAPACITY}, got {capacity}")
-        if not 0 <= retrain <= 1:
-            raise ValueError(f"retrain is a fraction of a task's budget in [0, 1], got {retrain}")
+        PackNetOptions(capacity, retrain)  # checks the values
         self.capacity = capacity
         self.retrain = float(retrain)
         params = dict(trunk.named_parameters())

@@ -19,6 +19,12 @@ from .base import ContinualMethod
 __all__ = ["AnchoredPenalty"]
 
 
+def check_strength(strength: float) -> None:
+    """:raises ValueError: a penalty weight below 0 (or NaN)."""
+    if not strength >= 0:
+        raise ValueError(f"strength must be >= 0, got {strength}")
+
+
 class AnchoredPenalty(ContinualMethod):
     """Quadratic penalty to the anchor weights, weighted by an importance accumulated over tasks.
 
@@ -27,8 +33,7 @@ class AnchoredPenalty(ContinualMethod):
 
     def __init__(self, trunk: nn.Module, *, strength: float) -> None:
         super().__init__(trunk)
-        if not strength >= 0:
-            raise ValueError(f"strength must be >= 0, got {strength}")
+        check_strength(strength)
         self.strength = float(strength)
         self.importance: dict[str, torch.Tensor] = {}
         self.anchor: dict[str, torch.Tensor] = {}

@@ -30,6 +30,10 @@ class ShrinkPerturbOptions:
     shrink: float = 0.4  #: lambda, the factor every weight is multiplied by
     perturb: float = 0.1  #: the noise, in units of each tensor's initial standard deviation
 
+    def __post_init__(self) -> None:
+        if not (0 <= self.shrink <= 1 and self.perturb >= 0):
+            raise ValueError(f"shrink must be in [0, 1] and perturb >= 0, got {self.shrink} and {self.perturb}")
+
 
 @register
 class ShrinkPerturb(ContinualMethod):
@@ -38,8 +42,7 @@ class ShrinkPerturb(ContinualMethod):
 
     def __init__(self, trunk: nn.Module, *, shrink: float = 0.4, perturb: float = 0.1) -> None:
         super().__init__(trunk)
-        if not (0 <= shrink <= 1 and perturb >= 0):
-            raise ValueError(f"shrink must be in [0, 1] and perturb >= 0, got {shrink} and {perturb}")
+        ShrinkPerturbOptions(shrink, perturb)  # checks the values
         self.shrink, self.perturb = float(shrink), float(perturb)
         #: each parameter's standard deviation at initialization (the scale of the noise)
         self.init_std = {n: float(p.detach().float().std()) if p.numel() > 1 else 0.0

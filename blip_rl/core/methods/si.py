@@ -16,7 +16,7 @@ from torch import nn
 
 from ..fisher import FisherData
 from .base import register
-from .quadratic import AnchoredPenalty
+from .quadratic import AnchoredPenalty, check_strength
 
 __all__ = ["SI", "SIOptions"]
 
@@ -26,6 +26,11 @@ class SIOptions:
     strength: float = 0.1  #: weight of the penalty (c in the paper; 0.1 as its split MNIST)
     damping: float = 1e-3  #: xi, keeps omega / delta^2 finite for weights that barely moved
 
+    def __post_init__(self) -> None:
+        check_strength(self.strength)
+        if not self.damping > 0:
+            raise ValueError(f"damping must be > 0, got {self.damping}")
+
 
 @register
 class SI(AnchoredPenalty):
@@ -34,8 +39,7 @@ class SI(AnchoredPenalty):
 
     def __init__(self, trunk: nn.Module, *, strength: float = 0.1, damping: float = 1e-3) -> None:
         super().__init__(trunk, strength=strength)
-        if not damping > 0:
-            raise ValueError(f"damping must be > 0, got {damping}")
+        SIOptions(strength, damping)  # checks the values
         self.damping = float(damping)
         params = self.params()
         self.omega = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
