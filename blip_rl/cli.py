@@ -199,7 +199,7 @@ def _resumed_precision(run_dir: Path, cfg) -> str:
     import yaml
 
     from .config import RUNTIME_KEY
-    from .system import cpu_info, resolve_device
+    from .system import resolve_device, same_cpu_kind
 
     if cfg.precision != "auto":
         return cfg.precision
@@ -208,10 +208,7 @@ def _resumed_precision(run_dir: Path, cfg) -> str:
         device = str(resolve_device(cfg.device))
     except (OSError, yaml.YAMLError, ValueError, AttributeError):
         return "auto"
-    info = cpu_info()
-    here = {"model": info.model, "flags": list(info.flags), "torch_isa": info.torch_isa}
-    cpu = before.get("cpu") or {}
-    same = before.get("device") == device and all(cpu.get(k) == v for k, v in here.items())
+    same = before.get("device") == device and same_cpu_kind(before.get("cpu"))
     return before["precision"] if same and before.get("precision") in ("fp32", "bf16") else "auto"
 
 

@@ -185,10 +185,12 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         init_kwargs["num_cpus"] = num_cpus
         print(f"local Ray with {num_cpus} CPUs: up to {num_cpus // per_run} runs at once, {per_run} threads each")
     ray.init(**init_kwargs)
+    from .system import same_cpu_kind
+
     try:
         # One decision for every run: kept from the sweep's start when it is continued.
         # (On a cluster the runs' machines decided it: kept; locally, unless this is another machine.)
-        if previous_runtime and (args.address or not _changed_machine(previous_runtime)):
+        if previous_runtime and (args.address or same_cpu_kind(previous_runtime.get("cpu"))):
             runtime = previous_runtime
         else:
             runtime = resolve_sweep_runtime(args, cfg, ray if args.address else None)
@@ -219,16 +221,6 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     summary = {"runtime": runtime, "runs": sorted(results, key=lambda r: r["name"])}
     atomic_write_json(out / "sweep.json", summary)
     return summary
-
-
-def _changed_machine(runtime: dict[str, Any]) -> bool:
-    """Whether this driver's machine is of another kind than the one a sweep's runtime was
-    decided on (then it is decided anew: a verdict of another CPU says nothing here)."""
-    from .system import cpu_info
-
-    info = cpu_info()
-    cpu = runtime.get("cpu") or {}
-    return (cpu.get("model"), cpu.get("flags"), cpu.get("torch_isa")) != (info.model, list(info.flags), info.torch_isa)
 
 
 def _cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:

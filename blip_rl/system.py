@@ -271,6 +271,15 @@ class Runtime:
         return out
 
 
+def same_cpu_kind(cpu: dict[str, Any] | None) -> bool:
+    """Whether a recorded runtime's ``cpu`` (model, flags, torch ISA; :attr:`Runtime.cpu`) is
+    this machine's kind: where it is, a choice made there holds here (a resumed run, a
+    continued sweep keep their precision)."""
+    info = cpu_info()
+    cpu = cpu or {}
+    return (cpu.get("model"), cpu.get("flags"), cpu.get("torch_isa")) == (info.model, list(info.flags), info.torch_isa)
+
+
 def resolve_runtime(*, device: str = "auto", precision: str = "auto", threads: int = 0,
                     n_envs: int = 1, workload=None, recalibrate: bool = False,
                     on_calibrate=None) -> Runtime:
