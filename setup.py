@@ -38,6 +38,7 @@ setup(
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
         "pillow>=9",  # GIFs of `blip-rl record`
+        "minatar>=1.0.15,<1.1",  # the MinAtar family (envs/minatar.py): its game modules and Gymnasium ids
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "packaging>=21", "scikit-learn>=1.2", "ray>=2.10,<3", "matplotlib>=3.7,<4",

@@ -1,6 +1,6 @@
-"""The update ``--precision auto`` times: the Atari learner's own network and minibatch.
+"""The update ``--precision auto`` times: the learner's own network and minibatch.
 
-:func:`atari_update` builds the policy exactly as :class:`~blip_rl.agents.learner.AtariLearner`
+:func:`update_workload` builds the policy exactly as :class:`~blip_rl.agents.learner.PPOLearner`
 does (the same :func:`~blip_rl.agents.learner.policy_kwargs`, so the trunk, its memory layout in
 each precision, the heads and the optimizer are the run's), and times one PPO-shaped update of
 a minibatch the learner's size: forward through trunk and heads, a loss of log-probabilities,
@@ -19,23 +19,26 @@ from blip_rl.precision import Workload
 
 from .policies import MultiHeadPolicy
 
-__all__ = ["atari_update"]
+__all__ = ["update_workload", "atari_update"]
 
 #: Actions of the calibration's head (Kung Fu Master's minimal set; the head is tiny either way).
 N_ACTIONS = 14
 
 
-def atari_update(cfg: TrainConfig | None = None) -> Workload:
-    """The calibration workload of an Atari run with ``cfg`` (default: the default config).
+def update_workload(cfg: TrainConfig | None = None) -> Workload:
+    """The calibration workload of a run with ``cfg`` (default: the default config, Atari).
 
-    The cache key names the trunk width, frame stack and minibatch, so a run with another
-    network or batch has a verdict of its own.
+    The cache key names the trunk, its width, the observation and the minibatch, so a run with
+    another network or batch has a verdict of its own (Atari's keys are those of before).
     """
     from .learner import minibatch_size, obs_space, policy_kwargs
 
     cfg = cfg or TrainConfig()
     batch = minibatch_size(cfg)
     observation_space = obs_space(cfg)
+    kwargs = policy_kwargs(cfg, torch.device("cpu"), bf16=False)["extractor_kwargs"]
+    trunk, width = kwargs["trunk"], kwargs["features_dim"]
+    high = int(min(observation_space.high.max(), 255)) if observation_space.dtype == np.uint8 else 1
 
     def make_step(device: torch.device, bf16: bool) -> Callable[[], None]:
         torch.manual_seed(0)
@@ -45,7 +48,7 @@ def atari_update(cfg: TrainConfig | None = None) -> Workload:
         policy.set_training_mode(True)
         gen = np.random.default_rng(0)
         # SB3's rollout buffer holds observations as float32 0..255; so does this batch.
-        obs = torch.as_tensor(gen.integers(0, 256, (batch, *observation_space.shape)), dtype=torch.float32,
+        obs = torch.as_tensor(gen.integers(0, high + 1, (batch, *observation_space.shape)), dtype=torch.float32,
                               device=device)
         actions = torch.as_tensor(gen.integers(0, N_ACTIONS, batch), device=device)
 
@@ -60,6 +63,13 @@ def atari_update(cfg: TrainConfig | None = None) -> Workload:
 
         return step
 
-    return Workload(name=f"atari-trunk-f{cfg.features_dim}-s{cfg.env.frame_stack}-b{batch}", make_step=make_step,
-                    description=f"the Atari trunk (FC {cfg.features_dim}) and heads, forward + backward + Adam "
+    shape = observation_space.shape
+    name = (f"atari-trunk-f{width}-s{shape[0]}-b{batch}" if trunk == "atari" and tuple(shape[1:]) == (84, 84) else
+            f"{trunk}-trunk-f{width}-o{'x'.join(map(str, shape))}-b{batch}")
+    return Workload(name=name, make_step=make_step,
+                    description=f"the {trunk} trunk (FC {width}) and heads, forward + backward + Adam "
                                 f"on a minibatch of {batch}")
+
+
+#: The name of before MinAtar and Gymnasium tasks (an Atari run's workload is the same).
+atari_update = update_workload

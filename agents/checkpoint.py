@@ -20,7 +20,8 @@ from blip_rl.core import ContinualMethod, MethodError, make_method
 
 from .policies import MultiHeadPolicy
 
-__all__ = ["LEARNER", "CheckpointError", "read_checkpoint", "load_checkpoint", "load_method"]
+__all__ = ["LEARNER", "CheckpointError", "read_checkpoint", "load_checkpoint", "load_method", "checkpoint_obs_space",
+           "checkpoint_family", "checkpoint_task"]
 
 #: The ``learner`` entry of Atari checkpoints.
 LEARNER = "atari-ppo"
@@ -73,6 +74,21 @@ def load_method(payload: dict[str, Any], policy: MultiHeadPolicy) -> ContinualMe
     return method
 
 
+def checkpoint_obs_space(state: dict[str, Any]) -> spaces.Box:
+    """The observation space the checkpoint's trunk was built for (Atari checkpoints of before
+    the environment families hold only ``frame_stack``: 84x84 frames)."""
+    obs = state.get("obs_space")
+    if obs is None:
+        return spaces.Box(0, 255, (int(state["frame_stack"]), 84, 84), np.uint8)
+    dtype = np.dtype(obs["dtype"])
+    return spaces.Box(float(obs["low"]), float(obs["high"]), tuple(obs["shape"]), dtype)
+
+
+def checkpoint_family(payload: dict[str, Any]) -> str:
+    """The environment family a checkpoint's tasks belong to (``atari`` before families)."""
+    return payload["state"].get("family", "atari")
+
+
 def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHeadPolicy, dict[str, Any]]:
     """Rebuild the policy from a checkpoint alone; returns ``(policy, payload)``.
 
@@ -80,8 +96,7 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHead
     """
     payload = read_checkpoint(path, device=device)
     state = payload["state"]
-    obs_space = spaces.Box(0, 255, (state["frame_stack"], 84, 84), np.uint8)
-    policy = MultiHeadPolicy(obs_space, spaces.Discrete(state["n_actions"][0]), lambda _: 0.0,
+    policy = MultiHeadPolicy(checkpoint_obs_space(state), spaces.Discrete(state["n_actions"][0]), lambda _: 0.0,
                              extractor_kwargs=state["extractor_kwargs"])
     for n in state["n_actions"][1:]:
         policy.add_head(n)
@@ -92,3 +107,26 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu") -> tuple[MultiHead
     policy.to(device)
     policy.set_training_mode(False)
     return policy, payload
+
+
+def checkpoint_task(checkpoint: str | Path, name: str):
+    """The task ``name`` of an RL checkpoint, its head and the tasks it has learned, checked
+    before anything is built: a task of another family, or one it has not learned, is one line."""
+    from blip_rl.envs.family import family_of, get_task
+
+    payload = read_checkpoint(checkpoint)
+    learned = payload["tasks"][: payload["tasks_done"]]
+    specs = list(payload["state"].get("config", {}).get("games") or payload["tasks"])
+    if name in learned and len(specs) == len(payload["tasks"]):
+        name = specs[learned.index(name)]  # a task's file-safe name: its spelling in the run
+    family = checkpoint_family(payload)
+    asked = family_of(name)
+    if asked.name != family:
+        raise CheckpointError(f"{checkpoint} learned {family} tasks ({', '.join(learned) or 'none yet'}); {name!r} "
+                              f"is of the {asked.name} family: give one of the tasks it learned")
+    task = get_task(name)
+    if task.name not in learned:
+        from blip_rl.continual.checkpoint import not_learned
+
+        raise not_learned(checkpoint, task.name, learned)
+    return task, learned.index(task.name), learned

@@ -1,4 +1,5 @@
-"""Evaluation of one game with one head of a multi-head policy (training's and ``blip-rl eval``'s)."""
+"""Evaluation of one task (any environment family) with one head of a multi-head policy (training's
+and ``blip-rl eval``'s)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,7 +8,7 @@ import torch
 
 from blip_rl.config import TrainConfig
 from blip_rl.core import ContinualMethod
-from blip_rl.envs import AtariSettings, Episodes, evaluate_episodes
+from blip_rl.envs.family import Episodes, family_of, play_episodes
 
 from .policies import MultiHeadPolicy
 
@@ -28,16 +29,18 @@ def evaluate_game(policy: MultiHeadPolicy, head: int, game, cfg: TrainConfig, *,
     ``method.after_eval(head + 1)`` (e.g. a method's mask for that task).
     """
     ev = cfg.eval
+    episodes = episodes or ev.episodes
+    n_envs = min(ev.n_envs or min(episodes, 64), episodes)
+    family = family_of(game)
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     if method is not None:
         method.before_eval(head + 1)
     try:
         with policy.weight_cast_cache():
-            return evaluate_episodes(
-                lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen), game,
-                episodes=episodes or ev.episodes, seed=seed + ev.seed_offset, n_envs=ev.n_envs,
-                settings=AtariSettings.of(cfg.env).replace(max_episode_steps=ev.max_episode_steps),
-                num_threads=num_threads, on_episode=on_episode, on_step=on_step)
+            env = family.make_vec_env(game, n_envs=n_envs, seed=seed + ev.seed_offset, training=False, env_cfg=cfg.env,
+                                      num_threads=min(num_threads, n_envs), max_episode_steps=ev.max_episode_steps)
+            return play_episodes(env, lambda obs: policy.act(obs, head, deterministic=ev.deterministic, generator=gen),
+                                 episodes=episodes, on_episode=on_episode, on_step=on_step)
     finally:
         if method is not None:
             method.after_eval(head + 1)

@@ -1,4 +1,7 @@
-"""One game of a blip-rl Atari checkpoint as a standard stable-baselines3 ``PPO`` zip.
+"""One game of a blip-rl RL checkpoint (any environment family) as a standard stable-baselines3 ``PPO`` zip.
+
+The env part of the model card (the env code, the settings it expects) comes from the task's
+family (:meth:`blip_rl.envs.family.EnvFamily.model_card`); what follows describes Atari's.
 
 ``blip-rl export CHECKPOINT --game G --out model.zip`` (:func:`export_game`) writes an SB3
 ``PPO`` whose policy is SB3's own ``ActorCriticCnnPolicy`` with
@@ -40,8 +43,9 @@ from gymnasium import spaces
 from blip_rl import __version__
 from blip_rl.errors import UserError
 
-from .checkpoint import CheckpointError, load_checkpoint, load_method, read_checkpoint
-from .extractors import BlipAtariCNN
+from .checkpoint import (CheckpointError, checkpoint_family, checkpoint_obs_space, checkpoint_task, load_checkpoint,
+                         load_method, read_checkpoint)
+from .extractors import TRUNKS
 
 __all__ = ["ExportError", "Exported", "export_game", "export_paths", "build_sb3_model", "sb3_eval_code"]
 
@@ -86,7 +90,7 @@ def export_paths(out: str | Path) -> tuple[Path, Path]:
     return zip_path, zip_path.with_suffix(".md")
 
 
-def _read_atari(path: Path) -> dict[str, Any]:
+def _read_rl(path: Path) -> dict[str, Any]:
     """The payload of an Atari checkpoint; other checkpoints get an export-specific message."""
     try:
         return read_checkpoint(path)
@@ -101,7 +105,7 @@ def _read_atari(path: Path) -> dict[str, Any]:
             pass
         if kind == "classification":
             raise ExportError(f"{path} is a classification checkpoint; export writes stable-baselines3 PPO "
-                              "models of Atari policies only (checkpoints of `blip-rl train`)") from None
+                              "models of RL policies only (checkpoints of `blip-rl train`)") from None
         raise
 
 
@@ -117,27 +121,34 @@ def _check_outputs(zip_path: Path, card_path: Path, force: bool) -> None:
 
 
 def build_sb3_model(frame_stack: int, n_actions: int, features_dim: int, *, channels_last: bool = False,
-                    ppo: dict[str, Any] | None = None):
+                    ppo: dict[str, Any] | None = None, observation_space: spaces.Box | None = None,
+                    trunk: str = "atari", trunk_options: dict[str, Any] | None = None):
     """An untrained SB3 ``PPO`` (no env, CPU) with the exported architecture.
 
     ``ppo``: PPO hyperparameters to store with it (the run's, for reference). Built under a
-    forked torch RNG, so the caller's random state is untouched.
+    forked torch RNG, so the caller's random state is untouched. ``observation_space`` (default:
+    ``frame_stack`` 84x84 Atari frames) and ``trunk`` (:data:`~blip_rl.agents.extractors.TRUNKS`)
+    give other families' networks; images get SB3's ``ActorCriticCnnPolicy``, vectors its
+    ``ActorCriticPolicy``.
     """
     from stable_baselines3 import PPO
-    from stable_baselines3.common.policies import ActorCriticCnnPolicy
+    from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
 
-    extractor_kwargs: dict[str, Any] = {"features_dim": int(features_dim), "quantized": False}
+    extractor_kwargs: dict[str, Any] = {"features_dim": int(features_dim), "quantized": False, **(trunk_options or {})}
     if channels_last:  # faster convolutions, and the layout blip-rl's own forward uses
         extractor_kwargs["channels_last"] = True
     ppo = dict(ppo or {})
     adam_eps = ppo.pop("adam_eps", 1e-5)
+    space = observation_space if observation_space is not None else spaces.Box(0, 255, (int(frame_stack), 84, 84),
+                                                                               np.uint8)
+    policy_class = ActorCriticCnnPolicy if len(space.shape) == 3 else ActorCriticPolicy
     with torch.random.fork_rng(devices=[]):
-        model = PPO(ActorCriticCnnPolicy, env=None, device="cpu", _init_setup_model=False, **ppo,
-                    policy_kwargs={"features_extractor_class": BlipAtariCNN,
+        model = PPO(policy_class, env=None, device="cpu", _init_setup_model=False, **ppo,
+                    policy_kwargs={"features_extractor_class": TRUNKS[trunk],
                                    "features_extractor_kwargs": extractor_kwargs,
                                    "net_arch": [], "ortho_init": False, "share_features_extractor": True,
                                    "optimizer_kwargs": {"eps": adam_eps}})
-        model.observation_space = spaces.Box(0, 255, (int(frame_stack), 84, 84), np.uint8)
+        model.observation_space = space
         model.action_space = spaces.Discrete(int(n_actions))
         model.n_envs = 1
         model._setup_model()
@@ -157,45 +168,36 @@ def _ppo_settings(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _eval_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The env and evaluation settings of ``blip-rl eval`` for this run (its config's)."""
+def _eval_settings(config: dict[str, Any], task=None) -> dict[str, Any]:
+    """The env and evaluation settings of ``blip-rl eval`` for this run (its config's): the
+    evaluation's own, and the settings the task's family plays it with (``card_settings``)."""
     from blip_rl.config import TrainConfig, merge
+    from blip_rl.envs.family import family_of, get_family
 
     cfg = merge(TrainConfig(), {k: v for k, v in config.items() if k in ("env", "eval", "seed")})
-    ev, env = cfg.eval, cfg.env
+    ev = cfg.eval
     n_envs = min(ev.n_envs or min(ev.episodes, 64), ev.episodes)
+    family = family_of(task) if task is not None else get_family("atari")
     return {
-        "backend": env.backend, "frame_stack": env.frame_stack, "frameskip": env.frameskip,
-        "noop_max": env.noop_max, "repeat_action_probability": env.repeat_action_probability,
-        "full_action_space": False, "terminal_on_life_loss": False, "clip_reward": False,
+        **(family.card_settings(task, cfg.env) if task is not None else {}),
         "max_episode_steps": ev.max_episode_steps, "episodes": ev.episodes, "n_envs": n_envs,
         "seed": cfg.seed + ev.seed_offset, "run_seed": cfg.seed, "seed_offset": ev.seed_offset,
-        "deterministic": ev.deterministic, "train_max_episode_steps": env.max_episode_steps,
+        "deterministic": ev.deterministic,
     }
 
 
-def sb3_eval_code(zip_path: str | Path, gym_id: str, ev: dict[str, Any]) -> str:
+def sb3_eval_code(zip_path: str | Path, task, ev: dict[str, Any]) -> str:
     """Python that evaluates the exported zip with SB3 alone as ``blip-rl eval`` plays (``ev``:
-    :func:`_eval_settings`); it leaves the per-game scores in ``scores``."""
-    frames = ev["max_episode_steps"] * ev["frameskip"]
-    variant = "".join(f", {k}={ev[k]}" for k in ("mode", "difficulty") if ev.get(k) is not None)
-    return f'''import ale_py
-import gymnasium as gym
-from stable_baselines3 import PPO
-from stable_baselines3.common.env_util import make_atari_env
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecFrameStack
+    :func:`_eval_settings`); the env comes from the task's family (``model_card``); it leaves
+    the per-game scores in ``scores``."""
+    from blip_rl.envs.family import family_of
 
-gym.register_envs(ale_py)
+    card = family_of(task).model_card(task, ev)
+    return f'''{card["code"].rstrip()}
+from stable_baselines3 import PPO
+from stable_baselines3.common.evaluation import evaluate_policy
+
 model = PPO.load({str(zip_path)!r}, device="cpu")
-env = make_atari_env(
-    {gym_id!r}, n_envs={ev["n_envs"]}, seed={ev["seed"]},
-    env_kwargs=dict(frameskip=1, repeat_action_probability={ev["repeat_action_probability"]!r},
-                    full_action_space=False, max_num_frames_per_episode={frames}{variant}),
-    wrapper_kwargs=dict(noop_max={ev["noop_max"]}, frame_skip={ev["frameskip"]}, screen_size=84,
-                        terminal_on_life_loss=False, clip_reward=False),
-)
-env = VecFrameStack(env, n_stack={ev["frame_stack"]})  # channel-last frames: predict() transposes them
 scores, lengths = evaluate_policy(model, env, n_eval_episodes={ev["episodes"]}, deterministic={ev["deterministic"]!r},
                                   return_episode_rewards=True)
 env.close()
@@ -247,11 +249,19 @@ def _scores(payload: dict[str, Any], checkpoint: Path, j: int) -> tuple[list[dic
     return rows, source
 
 
-def _compare(policy, model, head: int, frame_stack: int, *, n: int = 8) -> tuple[float, float]:
-    """Largest differences in action probabilities and (relative) values between head ``head``
-    of the multi-head ``policy`` and the SB3 ``model`` on ``n`` random uint8 observations."""
+def _random_obs(space: spaces.Box, n: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
-    obs = torch.randint(0, 256, (n, frame_stack, 84, 84), dtype=torch.uint8, generator=gen)
+    if space.dtype == np.uint8:
+        high = int(min(space.high.max(), 255))
+        return torch.randint(0, high + 1, (n, *space.shape), dtype=torch.uint8, generator=gen)
+    return torch.randn((n, *space.shape), generator=gen)
+
+
+def _compare(policy, model, head: int, frame_stack: int, *, n: int = 8,
+             space: spaces.Box | None = None) -> tuple[float, float]:
+    """Largest differences in action probabilities and (relative) values between head ``head``
+    of the multi-head ``policy`` and the SB3 ``model`` on ``n`` random observations."""
+    obs = _random_obs(space if space is not None else spaces.Box(0, 255, (frame_stack, 84, 84), np.uint8), n)
     with torch.no_grad():
         want_p = torch.softmax(policy.head_logits(obs, head, exact=True), -1)
         want_v = policy.value_heads[head](policy.extract_features(obs, policy.vf_features_extractor))
@@ -276,8 +286,8 @@ def _card(meta: dict[str, Any], zip_path: Path, code: str) -> str:
         f"# {game['title']} ({game['name']}): a blip-rl policy as a stable-baselines3 PPO model",
         "",
         f"`{zip_path.name}` is head {meta['head']} (game {meta['head'] + 1} of the run) of a blip-rl checkpoint, "
-        "exported as a standard stable-baselines3 `PPO` zip: policy `ActorCriticCnnPolicy`, features extractor "
-        f"`blip_rl.agents.extractors.BlipAtariCNN` with plain layers "
+        f"exported as a standard stable-baselines3 `PPO` zip: policy `{meta['policy_class']}`, features extractor "
+        f"`blip_rl.agents.extractors.{meta['extractor_class']}` with plain layers "
         f"(`features_extractor_kwargs={meta['extractor_kwargs']}`), `net_arch=[]`, the game's policy head as `action_net` and its "
         "value head as `value_net`. `PPO.load` needs blip-rl installed (for the extractor class) and "
         f"stable-baselines3 {meta['sb3_version'].rsplit('.', 1)[0]}.x; no env and no `custom_objects`. "
@@ -288,7 +298,8 @@ def _card(meta: dict[str, Any], zip_path: Path, code: str) -> str:
         "| | |",
         "|---|---|",
         f"| checkpoint | `{meta['checkpoint']}` |",
-        f"| game | {game['title']} (`{game['name']}`, `{game['gym_id']}`), {meta['n_actions']} actions |",
+        f"| game | {game['title']} (`{game['name']}`" + (f", `{game['gym_id']}`" if game.get("gym_id") else "")
+        + f"), {meta['n_actions']} actions |",
         f"| method | {meta['method']} (`{meta['method_spec']}`) |",
         f"| games of the run | {', '.join(meta['tasks'])} |",
         f"| learned at this checkpoint | {', '.join(meta['tasks_learned'])} ({meta['tasks_done']} of "
@@ -315,38 +326,15 @@ def _card(meta: dict[str, Any], zip_path: Path, code: str) -> str:
     else:
         lines.append("No evaluation of this game is known here: a checkpoint is written before the evaluation that "
                      "follows its task, and the run's results.json was not found beside its checkpoints/ folder.")
+    lines += ["", "## The environment it expects", ""]
+    lines += [f"- {note}" for note in meta["env_notes"]]
     lines += [
-        "",
-        "## The environment it expects",
-        "",
-        f"- observations: uint8 frames, 84x84 grayscale, {ev['frame_stack']} stacked; the model's observation "
-        f"space is channel-first `Box(0, 255, ({ev['frame_stack']}, 84, 84), uint8)`, and `predict` transposes "
-        f"the channel-last `(84, 84, {ev['frame_stack']})` frames of `make_atari_env` + `VecFrameStack` itself",
-        f"- actions: `Discrete({meta['n_actions']})`, the game's minimal action set (`full_action_space=False`)",
-        f"- frameskip {ev['frameskip']} (action repeated, max over the last two frames; the ALE env itself "
-        "with `frameskip=1`)",
-        f"- up to {ev['noop_max']} no-op frames at reset, then FIRE where the game has it",
-        f"- sticky actions: `repeat_action_probability={ev['repeat_action_probability']}`",
-        f"- game mode {_fmt(ev['mode'])}, difficulty {_fmt(ev['difficulty'])} (`-`: the ROM's default)",
-        "- evaluation plays full games: `terminal_on_life_loss=False`, raw (unclipped) rewards "
-        "(training ended episodes at each life loss and clipped rewards to their sign)",
-        f"- games cut after {ev['max_episode_steps']:,} agent steps in evaluation "
-        f"(`max_num_frames_per_episode={ev['max_episode_steps'] * ev['frameskip']}`; training: "
-        f"{ev['train_max_episode_steps']:,})",
         f"- actions: {'greedy (`deterministic=True`)' if ev['deterministic'] else 'sampled (`deterministic=False`)'}"
         + ("" if ev["deterministic"] else "; SB3 samples with torch's global RNG, blip-rl with its own seeded "
            "generator: the same distribution of scores, not the same games"),
         f"- evaluation seeds: {ev['seed']} (the run's seed {ev['run_seed']} + {ev['seed_offset']}), env i "
         f"seeded {ev['seed']} + i, {ev['n_envs']} env(s) for {ev['episodes']} game(s)",
     ]
-    if ev["backend"] == "sb3":
-        lines.append("- the run played SB3's own Atari wrappers (`env.backend: sb3`): the code below plays the "
-                     "same games as `blip-rl eval`, score for score")
-    else:
-        lines.append(f"- the run played ale-py's native vector env (`env.backend: {ev['backend']}`): SB3's "
-                     "`AtariWrapper` below preprocesses the same way in all that matters but not bit for bit (FIRE "
-                     "then UP at reset, a no-op and FIRE after each lost life, OpenCV's grayscale), so its scores "
-                     "follow the same distribution as `blip-rl eval`'s without being equal game by game")
     lines += [
         "",
         "## Evaluate it",
@@ -375,32 +363,30 @@ def export_game(checkpoint: str | Path, game: str, out: str | Path, *, force: bo
     """
     import stable_baselines3
 
-    from blip_rl.envs import get_game
+    from blip_rl.envs.family import family_of
     from blip_rl.io import atomic_write, atomic_write_text
 
     checkpoint = Path(checkpoint)
     zip_path, card_path = export_paths(out)
-    payload = _read_atari(checkpoint)  # first: a classification checkpoint is said to be one, not a bad game name
-    g = get_game(game)
-    learned = list(payload["tasks"][: payload["tasks_done"]])
-    if g.name not in learned:
-        from blip_rl.continual.checkpoint import not_learned
-
-        raise not_learned(checkpoint, g.name, learned)
+    payload = _read_rl(checkpoint)  # first: a classification checkpoint is said to be one, not a bad game name
+    g, head, learned = checkpoint_task(checkpoint, game)
     _check_outputs(zip_path, card_path, force)
     if checkpoint.resolve() in (zip_path.resolve(), card_path.resolve()):
         raise ExportError(f"--out {out} would overwrite the checkpoint itself; pass another --out")
 
-    head = learned.index(g.name)
     policy, payload = load_checkpoint(checkpoint)
     state, config = payload["state"], payload["state"]["config"]
     n_actions = int(state["n_actions"][head])
-    frame_stack = int(state["frame_stack"])
-    features_dim = int(state["extractor_kwargs"].get("features_dim", policy.features_extractor.features_dim))
-    channels_last = bool(state["extractor_kwargs"].get("channels_last", False))
+    frame_stack = int(state.get("frame_stack", 0))
+    space = checkpoint_obs_space(state)
+    trunk_kwargs = dict(state["extractor_kwargs"])
+    trunk = trunk_kwargs.get("trunk", "atari")
+    features_dim = int(trunk_kwargs.get("features_dim", policy.features_extractor.features_dim))
+    channels_last = bool(trunk_kwargs.get("channels_last", False))
     method = load_method(payload, policy)
     model = build_sb3_model(frame_stack, n_actions, features_dim, channels_last=channels_last,
-                            ppo=_ppo_settings(config))
+                            ppo=_ppo_settings(config), observation_space=space, trunk=trunk,
+                            trunk_options={k: trunk_kwargs[k] for k in ("channels",) if k in trunk_kwargs})
     method.before_eval(head + 1)  # the network as the method evaluates this game (e.g. a mask)
     try:
         trunk = policy.features_extractor.state_dict()
@@ -408,7 +394,7 @@ def export_game(checkpoint: str | Path, game: str, out: str | Path, *, force: bo
         target.load_state_dict({k: trunk[k] for k in target.state_dict()})
         model.policy.action_net.load_state_dict(policy.action_heads[head].state_dict())
         model.policy.value_net.load_state_dict(policy.value_heads[head].state_dict())
-        dp, dv = _compare(policy, model, head, frame_stack)
+        dp, dv = _compare(policy, model, head, frame_stack, space=space)
     finally:
         method.after_eval(head + 1)
     if not (dp <= TOLERANCE and dv <= TOLERANCE):
@@ -416,19 +402,18 @@ def export_game(checkpoint: str | Path, game: str, out: str | Path, *, force: bo
                           f"values by {dv:.2e}): method {payload['method']['name']!r} changes the network at "
                           "evaluation in a way a plain SB3 policy cannot hold")
 
-    ev = _eval_settings(config)
-    # A game mode / difficulty (e.g. "spaceinvaders:mode=4") is an ALE setting of its own; the
-    # native "ale" backend cannot set one, so such games were played by the "sb3" backend.
-    ev["mode"], ev["difficulty"] = getattr(g, "mode", None), getattr(g, "difficulty", None)
-    if ev["mode"] is not None or ev["difficulty"] is not None:
-        ev["backend"] = "sb3"
+    ev = _eval_settings(config, g)
     ev["normalization"] = config.get("normalization", "ppo")
+    card = family_of(g).model_card(g, ev)
     rows, source = _scores(payload, checkpoint, payload["tasks"].index(g.name))
     meta = {
         "format": "blip-rl/sb3-export", "version": 1, "blip_rl_version": payload.get("blip_rl_version"),
         "exported_by": __version__, "sb3_version": stable_baselines3.__version__, "exported_at": time.time(),
         "checkpoint": str(checkpoint),
-        "game": {"name": g.name, "title": g.title, "gym_id": g.gym_id, "rom": g.rom},
+        "game": {"name": g.name, "title": g.title, "family": g.family, "gym_id": getattr(g, "gym_id", None),
+                 **({"rom": g.rom} if hasattr(g, "rom") else {}), "spec": g.spec},
+        "policy_class": type(model.policy).__name__, "extractor_class": type(model.policy.features_extractor).__name__,
+        "env_notes": card["notes"], "observations": card["observations"],
         "head": head, "n_actions": n_actions, "frame_stack": frame_stack, "features_dim": features_dim,
         "extractor_kwargs": dict(model.policy.features_extractor_kwargs),
         "tasks": list(payload["tasks"]), "tasks_done": int(payload["tasks_done"]), "tasks_learned": learned,
@@ -443,7 +428,7 @@ def export_game(checkpoint: str | Path, game: str, out: str | Path, *, force: bo
     model.blip_rl_metadata = meta
     buf = io.BytesIO()
     model.save(buf)
-    code = sb3_eval_code(zip_path, g.gym_id, ev)
+    code = sb3_eval_code(zip_path, g, ev)
     atomic_write(zip_path, lambda f: f.write(buf.getvalue()))
     atomic_write_text(card_path, _card(meta, zip_path, code))
     return Exported(zip_path=zip_path, card_path=card_path, game=g.name, head=head, n_actions=n_actions,

@@ -1,7 +1,14 @@
-"""The paper's Atari trunk as a stable-baselines3 features extractor, built from BLIP layers.
+"""Trunks as stable-baselines3 features extractors, built from BLIP layers, chosen by observation.
 
-conv 32x8x8/4 -> conv 64x4x4/2 -> conv 128x3x3/1 -> linear 6272 -> 1024, ReLU after each (the
-authors' RL network; BLIP_METHOD.md). SB3 scales uint8 images by 1/255 before the extractor.
+* ``atari`` (:class:`BlipAtariCNN`): conv 32x8x8/4 -> conv 64x4x4/2 -> conv 128x3x3/1 -> linear
+  6272 -> 1024, ReLU after each (the authors' RL network; BLIP_METHOD.md), for 84x84 frames.
+* ``minatar`` (:class:`BlipMinAtarCNN`): conv 16x3x3/1 -> linear 1024 -> 128 (Young & Tian 2019's
+  MinAtar network), for small grids (both sides under 36).
+* ``mlp`` (:class:`BlipMLP`): two fully connected layers of 64, for flat vectors.
+
+:func:`choose_trunk` picks one from the observation shape (config ``trunk`` overrides);
+``features_dim: 0`` takes the trunk's own width. SB3 scales uint8 images by 1/255 before the
+extractor.
 """
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from torch import nn
 
 from blip_rl.core import DEFAULT_F_PRIOR, DEFAULT_MAX_BITS, BlipConv2d, BlipLinear
 
-__all__ = ["BlipAtariCNN"]
+__all__ = ["BlipAtariCNN", "BlipMinAtarCNN", "BlipMLP", "TRUNKS", "DEFAULT_WIDTH", "choose_trunk"]
 
 
 class BlipAtariCNN(BaseFeaturesExtractor):
@@ -63,3 +70,80 @@ class BlipAtariCNN(BaseFeaturesExtractor):
         if self.channels_last:
             observations = observations.contiguous(memory_format=torch.channels_last)
         return self.linear(self.cnn(observations))
+
+
+def _layers(quantized: bool, max_bits: int, f_prior: float):
+    if not quantized:
+        return nn.Conv2d, nn.Linear
+    kw = {"max_bits": max_bits, "f_prior": f_prior}
+    return (lambda *a, **k: BlipConv2d(*a, **k, **kw)), (lambda *a, **k: BlipLinear(*a, **k, **kw))
+
+
+class BlipMinAtarCNN(BaseFeaturesExtractor):
+    """MinAtar's network (Young & Tian 2019): one 3x3 conv of 16 channels, stride 1, then one
+    fully connected layer (128 wide), ReLU after each; BLIP-quantized (or plain).
+
+    Same options as :class:`BlipAtariCNN`; ``channels`` widens the conv (config ``trunk_channels``).
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128, *, quantized: bool = True,
+                 max_bits: int = DEFAULT_MAX_BITS, f_prior: float = DEFAULT_F_PRIOR, channels_last: bool = False,
+                 channels: int = 16) -> None:
+        super().__init__(observation_space, features_dim)
+        if len(observation_space.shape) != 3:
+            raise ValueError(f"BlipMinAtarCNN needs channel-first grids (C, H, W), got {observation_space.shape}")
+        self.channels_last = channels_last
+        conv, lin = _layers(quantized, max_bits, f_prior)
+        c, h, w = observation_space.shape
+        self.cnn = nn.Sequential(conv(c, channels, 3, stride=1), nn.ReLU(), nn.Flatten())
+        self.linear = nn.Sequential(lin(channels * (h - 2) * (w - 2), features_dim), nn.ReLU())
+        if channels_last:
+            self.cnn.to(memory_format=torch.channels_last)
+
+    forward = BlipAtariCNN.forward  # convs (in the chosen memory layout), then the linear layer
+
+
+class BlipMLP(BaseFeaturesExtractor):
+    """Two fully connected layers (``features_dim`` wide, ReLU after each) for flat vectors."""
+
+    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 64, *, quantized: bool = True,
+                 max_bits: int = DEFAULT_MAX_BITS, f_prior: float = DEFAULT_F_PRIOR, channels_last: bool = False,
+                 channels: int = 0) -> None:
+        super().__init__(observation_space, features_dim)
+        _, lin = _layers(quantized, max_bits, f_prior)
+        n_in = int(torch.tensor(observation_space.shape).prod())
+        self.channels_last = False
+        self.linear = nn.Sequential(nn.Flatten(), lin(n_in, features_dim), nn.ReLU(), lin(features_dim, features_dim),
+                                    nn.ReLU())
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(observations.float())
+
+
+#: Trunks by name (checkpoints record the name in ``extractor_kwargs["trunk"]``).
+TRUNKS = {"atari": BlipAtariCNN, "minatar": BlipMinAtarCNN, "mlp": BlipMLP}
+#: Each trunk's own width, taken where ``features_dim`` is 0.
+DEFAULT_WIDTH = {"atari": 1024, "minatar": 128, "mlp": 64}
+#: Trunk choices of the config (``auto``: by observation shape).
+TRUNK_CHOICES = ("auto", *TRUNKS)
+
+
+def choose_trunk(shape: tuple[int, ...], requested: str = "auto") -> str:
+    """The trunk for observations of ``shape`` (channel-first images or flat vectors).
+
+    :raises ValueError: a shape no trunk takes, or a requested trunk that cannot take it.
+    """
+    shape = tuple(int(s) for s in shape)
+    if requested not in TRUNK_CHOICES:
+        raise ValueError(f"unknown trunk {requested!r}; use one of {', '.join(TRUNK_CHOICES)}")
+    if requested == "auto":
+        if len(shape) == 1:
+            return "mlp"
+        if len(shape) == 3:
+            return "minatar" if max(shape[1:]) < 36 else "atari"
+        raise ValueError(f"no trunk takes observations of shape {shape}: give images (C, H, W) or flat vectors")
+    if requested == "atari" and (len(shape) != 3 or min(shape[1:]) < 36):
+        raise ValueError(f"the atari trunk (8x8/4, 4x4/2, 3x3/1 convs) needs images of at least 36x36; got {shape}")
+    if requested == "minatar" and (len(shape) != 3 or min(shape[1:]) < 3):
+        raise ValueError(f"the minatar trunk (one 3x3 conv) needs images of at least 3x3; got {shape}")
+    return requested

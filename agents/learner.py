@@ -1,5 +1,8 @@
-"""The Atari learner: ContinualPPO on one game after another, behind the scheduler's protocol.
+"""The RL learner: ContinualPPO on one task after another, behind the scheduler's protocol.
 
+Tasks of any environment family (:mod:`blip_rl.envs.family`: Atari, MinAtar, any Gymnasium
+env); the family gives the envs, the observation space and the normalization, and the trunk is
+chosen from the observation shape (:func:`blip_rl.agents.extractors.choose_trunk`).
 It owns the env of the current game, the multi-head policy and the PPO loop; the scheduler
 (:mod:`blip_rl.continual.scheduler`) tells it which game to learn, asks for Fisher inputs and
 evaluations, and saves checkpoints through it.
@@ -19,16 +22,17 @@ from blip_rl.config import TrainConfig, to_dict
 from blip_rl.continual import Evaluation
 from blip_rl.continual.rng import get_rng_state, set_rng_state
 from blip_rl.core import ContinualMethod, FisherData
-from blip_rl.envs import AtariSettings, make_vec_env, normalize_score, parse_games
+from blip_rl.envs.family import family_of, parse_tasks
 from blip_rl.system import Runtime, resolve_runtime
 
-from .calibration import atari_update
+from .calibration import update_workload
 from .checkpoint import LEARNER
 from .evaluation import evaluate_game
+from .extractors import DEFAULT_WIDTH, choose_trunk
 from .policies import MultiHeadPolicy
 from .ppo import ContinualPPO
 
-__all__ = ["AtariLearner"]
+__all__ = ["PPOLearner", "AtariLearner", "obs_space", "minibatch_size", "policy_kwargs"]
 
 
 class _Hooks(BaseCallback):
@@ -53,9 +57,11 @@ class _Hooks(BaseCallback):
         return True
 
 
-def obs_space(cfg: TrainConfig) -> spaces.Box:
-    """The trunk's observation space: ``frame_stack`` 84x84 grayscale frames, uint8."""
-    return spaces.Box(0, 255, (cfg.env.frame_stack, 84, 84), np.uint8)
+def obs_space(cfg: TrainConfig, tasks: list | None = None) -> spaces.Box:
+    """The trunk's observation space: the first task's family's (one shape for all tasks of a run,
+    :func:`blip_rl.envs.family.parse_tasks` checks it). Atari: ``frame_stack`` 84x84 frames."""
+    first = (tasks or parse_tasks(cfg.games[:1]))[0]
+    return family_of(first).observation_space(first, cfg.env)
 
 
 def minibatch_size(cfg: TrainConfig) -> int:
@@ -63,23 +69,36 @@ def minibatch_size(cfg: TrainConfig) -> int:
     return cfg.ppo.n_steps * cfg.env.n_envs // cfg.ppo.n_minibatches
 
 
-def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool) -> dict[str, Any]:
+def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool,
+                      space: spaces.Box | None = None) -> dict[str, Any]:
     # channels-last convolutions: faster in fp32 on CPU (1.1-2.6x per layer here) and on CUDA
     # tensor cores; under bf16 autocast on CPU the plain layout is about as fast (README, Speed).
-    channels_last = device.type == "cuda" or not bf16
-    return {"features_dim": cfg.features_dim, "quantized": True, "max_bits": cfg.blip.max_bits,
-            "f_prior": cfg.blip.f_prior, "channels_last": channels_last}
+    space = space if space is not None else obs_space(cfg)
+    try:
+        trunk = choose_trunk(space.shape, cfg.trunk)
+    except ValueError as exc:
+        from blip_rl.errors import UserError
+
+        raise UserError(f"trunk: {exc}") from None
+    # (not for the small grids of the minatar trunk: there its flatten would copy every batch)
+    channels_last = trunk == "atari" and (device.type == "cuda" or not bf16)
+    kwargs = {"trunk": trunk, "features_dim": cfg.features_dim or DEFAULT_WIDTH[trunk], "quantized": True,
+              "max_bits": cfg.blip.max_bits, "f_prior": cfg.blip.f_prior, "channels_last": channels_last}
+    if trunk == "minatar" and cfg.trunk_channels:
+        kwargs["channels"] = cfg.trunk_channels
+    return kwargs
 
 
-def policy_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool) -> dict[str, Any]:
+def policy_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool,
+                  space: spaces.Box | None = None) -> dict[str, Any]:
     """:class:`MultiHeadPolicy`'s keyword arguments for a run (the learner and the precision
     calibration build their policies from this one place)."""
-    return {"extractor_kwargs": _extractor_kwargs(cfg, device, bf16=bf16),
+    return {"extractor_kwargs": _extractor_kwargs(cfg, device, bf16=bf16, space=space),
             "optimizer_kwargs": {"eps": cfg.ppo.adam_eps, "fused": cfg.ppo.fused_adam}}
 
 
-class AtariLearner:
-    """Continual PPO over the games of ``cfg.games`` (see :class:`blip_rl.config.TrainConfig`).
+class PPOLearner:
+    """Continual PPO over the tasks of ``cfg.games`` (see :class:`blip_rl.config.TrainConfig`).
 
     ``kind`` names it in checkpoints (:mod:`blip_rl.agents.checkpoint` reads them).
 
@@ -96,10 +115,11 @@ class AtariLearner:
     def __init__(self, cfg: TrainConfig, *, runtime: Runtime | None = None, tb_dir: Path | None = None,
                  purge_step: int | None = None) -> None:
         self.cfg = cfg
-        self.games = parse_games(cfg.games)
+        self.games = parse_tasks(cfg.games, env_cfg=cfg.env)
         self.task_names = [g.name for g in self.games]
+        self.observation_space = obs_space(cfg, self.games)
         self.runtime = runtime or resolve_runtime(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
-                                                  n_envs=cfg.env.n_envs, workload=atari_update(cfg))
+                                                  n_envs=cfg.env.n_envs, workload=update_workload(cfg))
         self.runtime.apply()
         self.device = torch.device(self.runtime.device)
         self.bf16 = self.runtime.precision == "bf16"
@@ -119,7 +139,7 @@ class AtariLearner:
             ent_coef=ppo.ent_coef,
             vf_coef=ppo.vf_coef,
             max_grad_norm=ppo.max_grad_norm,
-            policy_kwargs=policy_kwargs(cfg, self.device, bf16=self.bf16),
+            policy_kwargs=policy_kwargs(cfg, self.device, bf16=self.bf16, space=self.observation_space),
             seed=cfg.seed,
             device=self.device,
             fast=self.bf16,
@@ -152,8 +172,8 @@ class AtariLearner:
 
     def _make_env(self, k: int):
         e = self.cfg.env
-        return make_vec_env(self.games[k], n_envs=e.n_envs, seed=self.cfg.seed + 1000 * k, training=True,
-                            settings=AtariSettings.of(e), num_threads=self.runtime.env_threads)
+        return family_of(self.games[k]).make_vec_env(self.games[k], n_envs=e.n_envs, seed=self.cfg.seed + 1000 * k,
+                                                     training=True, env_cfg=e, num_threads=self.runtime.env_threads)
 
     def begin_task(self, k: int, method: ContinualMethod, *, budget: int | None = None) -> None:
         """Game k's env, head and a fresh optimizer; the learning rate decays over ``budget`` env
@@ -226,7 +246,7 @@ class AtariLearner:
                           seconds=played.seconds)
 
     def normalize(self, k: int, score: float) -> float | None:
-        return normalize_score(self.games[k], score, self.cfg.normalization)
+        return family_of(self.games[k]).normalize(self.games[k], score, self.cfg.normalization)
 
     def checkpoint_state(self, *, tasks_done: int, resumable: bool = False) -> dict[str, Any]:
         """The learner's part of a checkpoint (:mod:`blip_rl.continual.checkpoint`): what
@@ -234,8 +254,12 @@ class AtariLearner:
         needs (optimizer, counters, RNG states)."""
         state = {
             "n_actions": [h.out_features for h in self.policy.action_heads],
-            "extractor_kwargs": _extractor_kwargs(self.cfg, self.device, bf16=self.bf16),
+            "extractor_kwargs": _extractor_kwargs(self.cfg, self.device, bf16=self.bf16, space=self.observation_space),
             "frame_stack": self.cfg.env.frame_stack,
+            "family": self.games[0].family,
+            "obs_space": {"shape": list(self.observation_space.shape), "dtype": str(self.observation_space.dtype),
+                          "low": float(self.observation_space.low.min()),
+                          "high": float(self.observation_space.high.max())},
             "policy": self.policy.state_dict(),
             "config": to_dict(self.cfg),
             # what it trained with: eval, record and export follow it unless told otherwise
@@ -269,3 +293,7 @@ class AtariLearner:
         self.env.close()
 
 
+
+
+#: The name of before MinAtar and Gymnasium tasks.
+AtariLearner = PPOLearner

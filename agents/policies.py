@@ -18,7 +18,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
 from torch import nn
 
-from .extractors import BlipAtariCNN
+from .extractors import TRUNKS
 
 __all__ = ["MultiHeadPolicy"]
 
@@ -34,8 +34,10 @@ class MultiHeadPolicy(ActorCriticPolicy):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule,
                  *args: Any, extractor_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("features_extractor_class", BlipAtariCNN)
-        kwargs.setdefault("features_extractor_kwargs", extractor_kwargs or {})
+        extractor_kwargs = dict(extractor_kwargs or {})
+        # checkpoints before trunks were chosen by observation hold no "trunk": the paper's
+        kwargs.setdefault("features_extractor_class", TRUNKS[extractor_kwargs.pop("trunk", "atari")])
+        kwargs.setdefault("features_extractor_kwargs", extractor_kwargs)
         kwargs["ortho_init"] = False
         kwargs.setdefault("net_arch", [])
         if not kwargs.setdefault("share_features_extractor", True):

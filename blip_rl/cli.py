@@ -51,7 +51,7 @@ def resolve_runtime_or_exit(*, device: str, precision: str, threads: int | None,
     """:func:`blip_rl.system.resolve_runtime` for a command: says on stderr when a calibration
     starts (seconds, once per machine) and prints each warning once, on stderr.
 
-    :param workload: the network ``auto`` calibrates (:func:`blip_rl.agents.calibration.atari_update`).
+    :param workload: the network ``auto`` calibrates (:func:`blip_rl.agents.calibration.update_workload`).
     """
     from .system import resolve_runtime
 
@@ -65,11 +65,11 @@ def resolve_runtime_or_exit(*, device: str, precision: str, threads: int | None,
     return runtime
 
 
-def atari_workload(cfg=None):
+def run_workload(cfg=None):
     """The update an Atari run with ``cfg`` makes, for ``--precision auto``'s calibration."""
-    from .agents.calibration import atari_update
+    from .agents.calibration import update_workload
 
-    return atari_update(cfg)
+    return update_workload(cfg)
 
 
 def checkpoint_runtime(path: str | Path, args: argparse.Namespace, *, n_envs: int):
@@ -116,7 +116,7 @@ def checkpoint_runtime(path: str | Path, args: argparse.Namespace, *, n_envs: in
     if follow_threads:
         threads = int(trained["torch_threads"])
     runtime = resolve_runtime_or_exit(device=device, precision=precision or "auto", threads=threads, n_envs=n_envs,
-                                      workload=atari_workload(cfg))
+                                      workload=run_workload(cfg))
     changes = {}
     if follow_precision:
         changes["precision_reason"] = "as the checkpoint trained"
@@ -262,7 +262,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         precision = _resumed_precision(run_dir, cfg)
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=precision,
                                           threads=cfg.threads if threads is None else threads, n_envs=cfg.env.n_envs,
-                                          workload=atari_workload(cfg))
+                                          workload=run_workload(cfg))
         if precision != cfg.precision:
             import dataclasses
 
@@ -272,15 +272,16 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         if not args.run_dir:
             raise UserError("give --run-dir DIR for a new run (or --resume DIR to continue one)")
         cfg = load_config(args.config, _train_overrides(args), notes=notes)
-        from .envs import parse_games
+        from .envs.family import parse_tasks
 
-        # Unknown / duplicate games fail before anything is written; the run keeps each game's
-        # canonical name (spaceinvaders:mode=4 -> spaceinvaders-mode4), the one in every file and tag.
-        cfg.games = [g.name for g in parse_games(cfg.games)]
+        # Unknown / duplicate games and mixed observation shapes fail before anything is written;
+        # the run keeps each task's canonical spelling (spaceinvaders:mode=4 -> spaceinvaders-mode4;
+        # a gym: id as given), whose name is the one in every file and tag.
+        cfg.games = [t.spec for t in parse_tasks(cfg.games, env_cfg=cfg.env)]
         notes.extend(_reference_warnings(cfg))
         # Device, precision and threads are checked before the run dir is made.
         runtime = resolve_runtime_or_exit(device=cfg.device, precision=cfg.precision, threads=cfg.threads,
-                                          n_envs=cfg.env.n_envs, workload=atari_workload(cfg))
+                                          n_envs=cfg.env.n_envs, workload=run_workload(cfg))
         run_dir = make_run_dir(Path(args.run_dir))
         write_run_files(run_dir, to_dict(cfg), argv, runtime)
     for note in notes:
@@ -290,7 +291,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     import yaml
     from tqdm import tqdm
 
-    from .agents.learner import AtariLearner
+    from .agents.learner import PPOLearner
     from .agents.ppo import NonFiniteLossError
     from .continual import DriftProbe, Interrupted, StopOnSignal, run_sequence
     from .core import make_method
@@ -302,7 +303,7 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{run_dir} is complete: all {len(cfg.games)} games learned.\n")
         print(results.table())
         return 0
-    learner = AtariLearner(cfg, runtime=runtime, tb_dir=run_dir / "tb",
+    learner = PPOLearner(cfg, runtime=runtime, tb_dir=run_dir / "tb",
                            purge_step=int(payload["global_step"]) if payload is not None else None)
     method = make_method(cfg.method, learner.trunk, **cfg.method_kwargs())
     drift = DriftProbe(cfg.drift_samples)
@@ -384,11 +385,11 @@ def _cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _reference_warnings(cfg: Any) -> list[str]:
     """One line if some games have no reference score under the run's normalization."""
-    from .envs import missing_reference, parse_games
+    from .envs.family import family_of, parse_tasks
 
     if cfg.normalization == "none":
         return []
-    missing = missing_reference(parse_games(cfg.games), cfg.normalization)
+    missing = [t for t in parse_tasks(cfg.games) if family_of(t).reference(t, cfg.normalization) is None]
     if not missing:
         return []
     return [f"warning: no {cfg.normalization} reference score for {', '.join(g.name for g in missing)}: their "
@@ -456,19 +457,15 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     from .agents.checkpoint import load_checkpoint, load_method
     from .agents.evaluation import evaluate_game
     from .config import merge, TrainConfig
-    from .envs import get_game, normalize_score
+    from .envs.family import family_of
 
-    game = get_game(args.game)
+    from .agents.checkpoint import checkpoint_task
+
+    game, head, learned = checkpoint_task(args.checkpoint, args.game)
     runtime = checkpoint_runtime(args.checkpoint, args, n_envs=args.episodes or 64)
     runtime.apply()
     policy, meta = load_checkpoint(args.checkpoint, device=runtime.device)
     policy.autocast_dtype = runtime.dtype
-    learned = meta["tasks"][: meta["tasks_done"]]
-    if game.name not in learned:
-        from .continual.checkpoint import not_learned
-
-        raise not_learned(args.checkpoint, game.name, learned)
-    head = learned.index(game.name)
     method = load_method(meta, policy)  # a method that acts at evaluation time acts here too
     overrides = {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed", "normalization")}
     if args.seed is not None:
@@ -500,7 +497,7 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     mean = sum(scores) / len(scores)
     out = {"checkpoint": str(args.checkpoint), "game": game.name, "episodes": len(scores), "seed": seed,
            "precision": runtime.precision, "fast": runtime.precision == "bf16",
-           "scores": scores, "mean": mean, "normalized": normalize_score(game, mean, cfg.normalization),
+           "scores": scores, "mean": mean, "normalized": family_of(game).normalize(game, mean, cfg.normalization),
            "episode_steps": played.lengths, "cut": played.n_cut, "max_episode_steps": cfg.eval.max_episode_steps,
            "seconds": round(played.seconds, 3), "tasks_done": meta["tasks_done"], "games_learned": learned}
     if args.json:
@@ -533,15 +530,19 @@ def _cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
 # -- games / toy ------------------------------------------------------------------------------------
 def _cmd_games(args: argparse.Namespace, argv: list[str]) -> int:
     from .envs import ATARI57, list_games
+    from .envs.family import families
 
     def fmt(x):
         return f"{x:>10.1f}" if x is not None else " " * 10
 
+    print(f"{'family':8s} {'name':22s} {'title':24s} {'actions':>7s} {'random':>10s} {'human':>10s} {'ppo':>10s}  id")
+    for fam in families():
+        for task in fam.tasks():
+            d = fam.describe(task)
+            print(f"{fam.name:8s} {task.name:22s} {task.title:24s} {task.n_actions:7d} {fmt(d.get('random'))} "
+                  f"{fmt(d.get('human'))} {fmt(d.get('ppo'))}  {getattr(task, 'gym_id', '')}")
+    print("\nFamilies: " + "; ".join(f"{f.name}: {f.description} (e.g. {f.example})" for f in families()))
     games = list_games()
-    print(f"{'name':16s} {'title':22s} {'actions':>7s} {'random':>10s} {'human':>10s} {'ppo':>10s}  ale id")
-    for g in games:
-        print(f"{g.name:16s} {g.title:22s} {g.n_actions:7d} {fmt(g.random_score)} {fmt(g.human_score)} "
-              f"{fmt(g.ppo_score)}  {g.gym_id}")
     n57 = sum(g.rom in ATARI57 for g in games)
     n_ppo = sum(g.ppo_score is not None for g in games)
     print(f"\n{len(games)} single-player ALE games; {n57} of the Atari-57 benchmark have random and human "
@@ -571,7 +572,7 @@ def _cmd_info(args: argparse.Namespace, argv: list[str]) -> int:
             raise UserError(f"--calibrate measures bf16 against fp32 for --precision auto on a CPU; there is "
                             f"nothing to calibrate here ({reason})")
     runtime = resolve_runtime_or_exit(device=args.device, precision=args.precision, threads=_threads_flag(args),
-                                      n_envs=args.n_envs, workload=atari_workload(cfg), recalibrate=args.calibrate)
+                                      n_envs=args.n_envs, workload=run_workload(cfg), recalibrate=args.calibrate)
     print(system_info(runtime), end="")
     return 0
 

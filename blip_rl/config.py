@@ -96,6 +96,16 @@ def _example(meta: dict[str, Any]) -> str:
 
 
 @dataclass
+class MinAtarEnvConfig:
+    """How MinAtar's games are played (MinAtar's own defaults)."""
+
+    sticky_action_prob: float = bounded(0.1, ge=0, le=1)  #: the previous action repeats with this probability
+    difficulty_ramping: bool = True  #: games speed up as they go on
+    #: agent steps after which a game is cut (MinAtar has none of its own)
+    max_episode_steps: int = bounded(10_000, ge=1)
+
+
+@dataclass
 class EnvConfig:
     #: "ale" (ale-py's native vector env, C++ threads) or "sb3" (make_atari_env)
     backend: str = bounded("ale", choices=("ale", "sb3"))
@@ -106,6 +116,8 @@ class EnvConfig:
     #: sticky actions; 0 as in the paper's NoFrameskip-v4
     repeat_action_probability: float = bounded(0.0, ge=0, le=1)
     max_episode_steps: int = bounded(27000, ge=1)  #: agent steps per game (108k frames)
+    #: MinAtar's settings (the keys above are Atari's; n_envs serves every family)
+    minatar: MinAtarEnvConfig = field(default_factory=MinAtarEnvConfig)
 
 
 @dataclass
@@ -186,7 +198,13 @@ class TrainConfig:
     #: calibration stored for the machine measured it faster (blip_rl/precision.py); fp32 master
     #: weights, clipping, bits and Fisher always.
     precision: str = bounded("auto", choices=PRECISIONS)
-    features_dim: int = bounded(1024, ge=1)
+    #: width of the trunk's fully connected layer; 0: the trunk's own (atari 1024, minatar 128, mlp 64)
+    features_dim: int = bounded(0, ge=0, zero="0: the trunk's own width")
+    #: auto (by observation shape: 84x84 frames -> atari, small grids -> minatar, vectors -> mlp) |
+    #: atari | minatar | mlp
+    trunk: str = bounded("auto", choices=("auto", "atari", "minatar", "mlp"))
+    #: conv channels of the minatar trunk; 0: its own (16)
+    trunk_channels: int = bounded(0, ge=0, zero="0: the trunk's own (16)")
     fisher_samples: int = bounded(2000, ge=1)  #: states from the policy's own last rollouts for the Fisher
     fisher_batch_size: int = bounded(250, ge=1)
     #: what a game's normalized score is relative to: ppo (PPO after 40M frames, the BLIP paper's;

@@ -41,7 +41,7 @@ FORMATS = (".gif", ".mp4")
 #: GIF delays are stored in 1/100 s, and viewers slow down delays under 20 ms.
 MAX_GIF_FPS = 50
 
-Frame = np.ndarray  # (210, 160, 3) uint8 RGB screen
+Frame = np.ndarray  # (H, W, 3) uint8 RGB picture (Atari: the 210x160 screen)
 
 
 @dataclass
@@ -87,95 +87,26 @@ class Recording:
     fps: int
 
 
-# -- the RGB screen beside the agent's observations ---------------------------------------------
-class _LockstepScreen:
-    """RGB screens of a second native ALE env stepped with the agent's actions (backend "ale")."""
-
-    def __init__(self, game, env_cfg, seed: int) -> None:
-        from ale_py.vector_env import AtariVectorEnv
-        from gymnasium.vector import AutoresetMode
-
-        # The same settings as blip_rl.envs.AtariVecEnv(training=False); only the image differs.
-        self._venv = AtariVectorEnv(
-            game.rom, 1, num_threads=1,
-            max_num_frames_per_episode=env_cfg.max_episode_steps * env_cfg.frameskip,
-            repeat_action_probability=env_cfg.repeat_action_probability, full_action_space=False,
-            autoreset_mode=AutoresetMode.SAME_STEP, img_height=210, img_width=160, grayscale=False,
-            stack_num=1, frameskip=env_cfg.frameskip, maxpool=False, noop_max=env_cfg.noop_max,
-            episodic_life=False, life_loss_info=False, reward_clipping=False, use_fire_reset=True,
-        )
-        self._seed = seed
-
-    def reset(self) -> Frame:
-        obs, _ = self._venv.reset(seed=np.array([self._seed], dtype=np.int64))
-        return np.array(obs[0, -1])
-
-    def step(self, action: np.ndarray, step: int, reward: float, done: bool, info: dict) -> Frame:
-        """The screen after ``action``; ``reward``, ``done``, ``info`` are the agent env's for the
-        same step, checked against this env's."""
-        obs, rew, terminated, truncated, rinfo = self._venv.step(np.asarray(action, dtype=np.int32).reshape(1))
-        ended = bool(terminated[0] or truncated[0])
-        if float(rew[0]) != reward or int(rinfo["lives"][0]) != info.get("lives") or ended != done:
-            raise RuntimeError(
-                f"the RGB emulator fell out of step with the agent's at step {step} (reward {float(rew[0])} vs "
-                f"{reward}, lives {int(rinfo['lives'][0])} vs {info.get('lives')}, game over {ended} vs {done}); "
-                "this is a bug in blip-rl record: please report it with the command line")
-        return np.array(rinfo["final_obs"][0, -1] if ended else obs[0, -1])
-
-    def close(self) -> None:
-        self._venv.close()
-
-
-class _SameEmulatorScreen:
-    """RGB screens of the emulator behind the agent's observations (backend "sb3")."""
-
-    def __init__(self, env) -> None:
-        import gymnasium as gym
-
-        class ScreenAfterStep(gym.Wrapper):
-            # DummyVecEnv resets a finished game inside its step: keep the screen from before.
-            def step(self, action):
-                out = self.env.step(action)
-                self.screen = self.env.unwrapped.ale.getScreenRGB()
-                return out
-
-        dummy = env.unwrapped
-        self._wrapper = dummy.envs[0] = ScreenAfterStep(dummy.envs[0])
-
-    def reset(self) -> Frame:
-        return np.array(self._wrapper.unwrapped.ale.getScreenRGB())
-
-    def step(self, action: np.ndarray, step: int, reward: float, done: bool, info: dict) -> Frame:
-        return np.array(self._wrapper.screen)
-
-    def close(self) -> None:
-        pass
-
-
 def play(policy, head: int, game, env_cfg, *, seed: int, max_steps: int, on_frame: Callable[[Frame], None],
          deterministic: bool = True, generator=None) -> PlayResult:
     """Play one game of ``game`` with head ``head`` of ``policy``, passing every RGB screen to
     ``on_frame`` (the screen at reset, then one per agent step).
 
-    :param env_cfg: the run's :class:`blip_rl.envs.AtariSettings` (or its config's ``env``
-        section, which holds the same fields).
+    :param env_cfg: the run's config ``env`` section.
     :param seed: the env's seed (evaluation envs use the run's seed + ``eval.seed_offset``).
     :param max_steps: agent steps at most (>= 1).
     :param deterministic: greedy actions; else sampled with ``generator``.
     """
-    from .envs import AtariSettings, make_vec_env
+    from .envs.family import family_of
 
-    env = make_vec_env(game, n_envs=1, seed=seed, training=False, settings=AtariSettings.of(env_cfg), num_threads=1)
+    family = family_of(game)
+    env = family.make_vec_env(game, n_envs=1, seed=seed, training=False, env_cfg=env_cfg, num_threads=1)
     screen = None
     score, steps, game_over = 0.0, 0, False
     try:
-        from .envs import needs_mode_backend
-
-        # A game mode runs on the sb3 backend even in an "ale" run (make_vec_env falls back).
-        native = env_cfg.backend == "ale" and not needs_mode_backend(game)
-        screen = _LockstepScreen(game, env_cfg, seed) if native else _SameEmulatorScreen(env)
+        screen = family.screens(game, env_cfg, seed, env)  # the family draws its own pictures
         obs = env.reset()
-        on_frame(screen.reset())
+        on_frame(screen.reset(obs))
         while steps < max_steps and not game_over:
             action = np.asarray(policy.act(obs, head, deterministic=deterministic, generator=generator))
             obs, rewards, dones, infos = env.step(action.reshape(1))
@@ -183,7 +114,7 @@ def play(policy, head: int, game, env_cfg, *, seed: int, max_steps: int, on_fram
             reward = float(rewards[0])  # raw: evaluation envs do not clip
             score += reward
             game_over = bool(dones[0])
-            on_frame(screen.step(action, steps, reward, game_over, infos[0]))
+            on_frame(screen.step(action, steps, reward, game_over, infos[0], obs))
     finally:
         if screen is not None:
             screen.close()
@@ -315,23 +246,16 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
     """
     import torch
 
-    from .agents.checkpoint import load_checkpoint, load_method
+    from .agents.checkpoint import checkpoint_task, load_checkpoint, load_method
     from .config import TrainConfig, merge
-    from .envs import get_game
 
     out = Path(out)
     suffix = _check_args(out, max_steps, fps)
     if suffix == ".mp4":
         _require_ffmpeg()  # before minutes of play, not after
+    the_game, head, _ = checkpoint_task(checkpoint, game)
     policy, meta = load_checkpoint(checkpoint, device=device)
     policy.autocast_dtype = autocast_dtype
-    the_game = get_game(game)
-    learned = meta["tasks"][: meta["tasks_done"]]
-    if the_game.name not in learned:
-        from .continual.checkpoint import not_learned
-
-        raise not_learned(checkpoint, the_game.name, learned)
-    head = learned.index(the_game.name)
     method = load_method(meta, policy)
     method.before_eval(head + 1)  # the network as the method evaluates this game (e.g. its mask)
     cfg = merge(TrainConfig(), {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed")})

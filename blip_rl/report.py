@@ -109,6 +109,10 @@ def load_run(path: str | Path) -> RunData:
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path / 'results.json'} is unreadable ({exc}); it was written atomically, so it "
                          "was changed by hand: restore it") from None
+    if results.tasks != games and "games" in config:
+        from .envs.family import task_names
+
+        games = task_names(games)  # a task's spelling in config.yaml -> its name in results.json
     if results.tasks != games:
         raise UserError(f"{path}: results.json is for games {results.tasks} but config.yaml says {games}")
     if len(results.raw) < len(games):

@@ -81,12 +81,12 @@ def _sweep_config(args: argparse.Namespace):
 
 def _resolve(device: str, precision: str, threads: int, n_envs: int, cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Device, precision and threads for one run of the sweep, where that run would train."""
-    from .cli import atari_workload, resolve_runtime_or_exit
+    from .cli import run_workload, resolve_runtime_or_exit
     from .config import TrainConfig, merge
 
     cfg = merge(TrainConfig(), cfg_dict)
     return resolve_runtime_or_exit(device=device, precision=precision, threads=threads, n_envs=n_envs,
-                                   workload=atari_workload(cfg)).to_dict()
+                                   workload=run_workload(cfg)).to_dict()
 
 
 def resolve_sweep_runtime(args: argparse.Namespace, cfg, ray=None) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def resolve_runtime(*, device: str = "auto", precision: str = "auto", threads: i
     """Device, precision and threads for one command on this machine (see the module doc).
 
     :param workload: the update ``auto`` calibrates (:class:`blip_rl.precision.Workload`, e.g.
-        :func:`blip_rl.agents.calibration.atari_update`); without one, ``auto`` is fp32.
+        :func:`blip_rl.agents.calibration.update_workload`); without one, ``auto`` is fp32.
     :param recalibrate: measure again even where a verdict is stored (``info --calibrate``).
     :param on_calibrate: called with one line before a calibration starts (it takes seconds).
     :raises UserError: a value that cannot be used here; the message says what to give.

@@ -1,6 +1,9 @@
-"""Atari environments for blip-rl (installed as ``blip_rl.envs``).
+"""Environment families for blip-rl (installed as ``blip_rl.envs``).
 
-* :mod:`.games`: the game registry (``Game``, ``GAMES``, ``PAPER_GAMES``, ``ATARI57``,
+* :mod:`.family`: the interface (``EnvFamily``), its registry (``register_family``,
+  ``families``, ``family_of``) and task parsing (``get_task``, ``parse_tasks``) for every
+  family; :mod:`.minatar` (MinAtar) and :mod:`.gym` (any Gymnasium id, ``gym:ENV_ID``).
+* :mod:`.games`: the Atari family and its game registry (``Game``, ``GAMES``, ``PAPER_GAMES``, ``ATARI57``,
   ``get_game``, ``parse_games``, ``game_modes``, ``normalize_score``, ``NORMALIZATIONS``,
   ``missing_reference``, ``list_games``); light, imports only ale-py.
 * :mod:`.atari`: ``make_vec_env`` / ``evaluate_policy`` (SB3 ``VecEnv``s over ale-py's native
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .family import EnvFamily, families, family_of, get_task, parse_tasks, register_family
 from .games import (
     ATARI57,
     GAMES,
@@ -41,6 +45,12 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 __all__ = [
+    "EnvFamily",
+    "families",
+    "family_of",
+    "get_task",
+    "parse_tasks",
+    "register_family",
     "Game",
     "GAMES",
     "PAPER_GAMES",

@@ -35,7 +35,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gymnasium as gym
@@ -45,6 +45,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from .family import Episodes, play_episodes
 from .games import Game, _task_key, get_game
 
 __all__ = ["AtariVecEnv", "AtariSettings", "BACKENDS", "BackendFallbackWarning", "Episodes", "make_vec_env",
@@ -494,26 +495,6 @@ def make_vec_env(
     return _make_sb3_vec_env(game, **kwargs)
 
 
-@dataclass
-class Episodes:
-    """What an evaluation played: one entry per game, in the order the games finished."""
-
-    #: Raw game score of each game.
-    scores: list[float] = field(default_factory=list)
-    #: Agent steps of each game.
-    lengths: list[int] = field(default_factory=list)
-    #: Whether each game was cut at ``max_episode_steps`` instead of ending by itself.
-    cut: list[bool] = field(default_factory=list)
-    #: Env steps stepped in all (every env of the vector env, including those past their quota).
-    env_steps: int = 0
-    #: Wall time of the evaluation, in seconds.
-    seconds: float = 0.0
-
-    @property
-    def n_cut(self) -> int:
-        return int(sum(self.cut))
-
-
 def evaluate_episodes(
     act_fn: Callable[[np.ndarray], Any],
     game: Game | str,
@@ -550,36 +531,9 @@ def evaluate_episodes(
     if n_envs is None or n_envs == 0:
         n_envs = min(episodes, 64)
     n_envs = min(_check_int("n_envs", n_envs, 1), episodes)
-    quotas = [(episodes + i) // n_envs for i in range(n_envs)]
     env = make_vec_env(game, n_envs=n_envs, seed=seed, training=False, settings=settings,
                        num_threads=min(num_threads, n_envs), **changes)
-    out = Episodes()
-    played = [0] * n_envs
-    steps = 0
-    start = time.perf_counter()
-    try:
-        obs = env.reset()
-        while len(out.scores) < episodes:
-            actions = np.asarray(act_fn(obs))
-            if actions.size != n_envs:
-                raise ValueError(f"act_fn must return {n_envs} actions (one per env), got shape {actions.shape}")
-            obs, _, dones, infos = env.step(actions.reshape(n_envs))
-            out.env_steps += n_envs
-            steps += 1
-            if on_step is not None and steps % 100 == 0:
-                on_step(steps)
-            for i in np.flatnonzero(dones):
-                if "episode" in infos[i] and played[i] < quotas[i]:
-                    out.scores.append(float(infos[i]["episode"]["r"]))
-                    out.lengths.append(int(infos[i]["episode"]["l"]))
-                    out.cut.append(bool(infos[i].get("TimeLimit.truncated", False)))
-                    played[i] += 1
-                    if on_episode is not None:
-                        on_episode(len(out.scores), episodes)
-    finally:
-        env.close()
-    out.seconds = time.perf_counter() - start
-    return out
+    return play_episodes(env, act_fn, episodes=episodes, on_episode=on_episode, on_step=on_step)
 
 
 def evaluate_policy(act_fn: Callable[[np.ndarray], Any], game: Game | str, *, episodes: int,
@@ -590,3 +544,78 @@ def evaluate_policy(act_fn: Callable[[np.ndarray], Any], game: Game | str, *, ep
     """
     n_envs = min(episodes, 8) if n_envs is None else n_envs
     return evaluate_episodes(act_fn, game, episodes=episodes, n_envs=n_envs, **kwargs).scores
+
+
+# -- record: the RGB screen beside the agent's observations ----------------------------------------
+# blip-rl record (blip_rl/record.py) plays with the evaluation env and draws these screens; see
+# AtariFamily.screens.
+class _LockstepScreen:
+    """RGB screens of a second native ALE env stepped with the agent's actions (backend "ale")."""
+
+    def __init__(self, game, env_cfg, seed: int) -> None:
+        from ale_py.vector_env import AtariVectorEnv
+        from gymnasium.vector import AutoresetMode
+
+        # The same settings as blip_rl.envs.AtariVecEnv(training=False); only the image differs.
+        self._venv = AtariVectorEnv(
+            game.rom, 1, num_threads=1,
+            max_num_frames_per_episode=env_cfg.max_episode_steps * env_cfg.frameskip,
+            repeat_action_probability=env_cfg.repeat_action_probability, full_action_space=False,
+            autoreset_mode=AutoresetMode.SAME_STEP, img_height=210, img_width=160, grayscale=False,
+            stack_num=1, frameskip=env_cfg.frameskip, maxpool=False, noop_max=env_cfg.noop_max,
+            episodic_life=False, life_loss_info=False, reward_clipping=False, use_fire_reset=True,
+        )
+        self._seed = seed
+
+    def reset(self, obs=None) -> np.ndarray:
+        obs, _ = self._venv.reset(seed=np.array([self._seed], dtype=np.int64))
+        return np.array(obs[0, -1])
+
+    def step(self, action: np.ndarray, step: int, reward: float, done: bool, info: dict, obs=None) -> np.ndarray:
+        """The screen after ``action``; ``reward``, ``done``, ``info`` are the agent env's for the
+        same step, checked against this env's."""
+        obs, rew, terminated, truncated, rinfo = self._venv.step(np.asarray(action, dtype=np.int32).reshape(1))
+        ended = bool(terminated[0] or truncated[0])
+        if float(rew[0]) != reward or int(rinfo["lives"][0]) != info.get("lives") or ended != done:
+            raise RuntimeError(
+                f"the RGB emulator fell out of step with the agent's at step {step} (reward {float(rew[0])} vs "
+                f"{reward}, lives {int(rinfo['lives'][0])} vs {info.get('lives')}, game over {ended} vs {done}); "
+                "this is a bug in blip-rl record: please report it with the command line")
+        return np.array(rinfo["final_obs"][0, -1] if ended else obs[0, -1])
+
+    def close(self) -> None:
+        self._venv.close()
+
+
+class _SameEmulatorScreen:
+    """RGB screens of the emulator behind the agent's observations (backend "sb3")."""
+
+    def __init__(self, env) -> None:
+        import gymnasium as gym
+
+        class ScreenAfterStep(gym.Wrapper):
+            # DummyVecEnv resets a finished game inside its step: keep the screen from before.
+            def step(self, action):
+                out = self.env.step(action)
+                self.screen = self.env.unwrapped.ale.getScreenRGB()
+                return out
+
+        dummy = env.unwrapped
+        self._wrapper = dummy.envs[0] = ScreenAfterStep(dummy.envs[0])
+
+    def reset(self, obs=None) -> np.ndarray:
+        return np.array(self._wrapper.unwrapped.ale.getScreenRGB())
+
+    def step(self, action: np.ndarray, step: int, reward: float, done: bool, info: dict, obs=None) -> np.ndarray:
+        return np.array(self._wrapper.screen)
+
+    def close(self) -> None:
+        pass
+
+
+def atari_screens(game: Game, env_cfg, seed: int, env):
+    """The RGB screens of ``game`` as ``env`` (an evaluation env of :func:`make_vec_env`) plays it:
+    backend "ale": a second native env stepped in lockstep; "sb3" (and game modes, which it plays):
+    the emulator behind the observations."""
+    native = env_cfg.backend == "ale" and not needs_mode_backend(game)
+    return _LockstepScreen(game, env_cfg, seed) if native else _SameEmulatorScreen(env)

@@ -24,6 +24,7 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 __all__ = [
     "Game",
@@ -72,6 +73,14 @@ class Game:
     ppo_score: float | None = None
     mode: int | None = None
     difficulty: int | None = None
+
+    #: the environment family of every Game (:mod:`blip_rl.envs.family`)
+    family: ClassVar[str] = "atari"
+
+    @property
+    def spec(self) -> str:
+        """What parses back to this game (its name: names round-trip)."""
+        return self.name
 
 
 # Reference scores (raw game points), keyed by ale-py ROM id.
@@ -227,7 +236,7 @@ PAPER_GAMES: tuple[Game, ...] = _PAPER_REGISTRY
 
 #: Normalizations :func:`normalize_score` knows: ``"ppo"`` (the BLIP paper's: PPO's score, else
 #: the human score), ``"human"`` (human-normalized) and ``"none"`` (no normalized score).
-NORMALIZATIONS = ("ppo", "human", "none")
+from .family import NORMALIZATIONS, EnvFamily, register_family  # noqa: E402
 
 # ROMs that ale-py ships but that have no single-player mode (no ALE v5 id is registered).
 _MULTIPLAYER_ONLY = frozenset({"combat", "joust", "maze_craze", "warlords"})
@@ -518,11 +527,7 @@ def parse_games(spec: str | Sequence[str]) -> list[Game]:
     return games
 
 
-def _check_normalization(normalization: str) -> str:
-    if normalization not in NORMALIZATIONS:
-        raise UserError(f"unknown normalization {normalization!r}; use one of "
-                        f"{', '.join(repr(n) for n in NORMALIZATIONS)}")
-    return normalization
+from .family import check_normalization as _check_normalization  # noqa: E402
 
 
 def _reference(game: Game, normalization: str) -> float | None:
@@ -584,3 +589,119 @@ def list_games() -> list[Game]:
     the other ALE single-player games sorted by ROM id (the Atari-57 ones with their scores)."""
     others = [_game_from_rom(rom) for rom in _all_roms() if rom not in {g.rom for g in PAPER_GAMES}]
     return list(PAPER_GAMES) + others
+
+
+class AtariFamily(EnvFamily):
+    """Atari 2600 games on ALE (:mod:`.atari`): every name :func:`get_game` accepts."""
+
+    name = "atari"
+    description = "Atari 2600 games on ALE, 84x84 grayscale frames (the paper's benchmark)"
+    example = "kungfu"
+
+    def owns(self, spec: str) -> bool:
+        return True  # the fallback family: get() says when a name is no ALE game
+
+    def get(self, spec: str) -> Game:
+        return get_game(spec)
+
+    def tasks(self) -> list[Game]:
+        return list_games()
+
+    def same_task(self, a: Game, b: Game) -> bool:
+        return _task_key(a) == _task_key(b)
+
+    def observation_space(self, task: Game, env_cfg):
+        import numpy as np
+        from gymnasium import spaces
+
+        return spaces.Box(0, 255, (int(getattr(env_cfg, "frame_stack", 4)), 84, 84), np.uint8)
+
+    def make_vec_env(self, task: Game, *, n_envs: int, seed: int, training: bool, env_cfg, num_threads: int = 0,
+                     max_episode_steps: int | None = None):
+        from .atari import AtariSettings, make_vec_env
+
+        settings = AtariSettings.of(env_cfg)
+        if max_episode_steps is not None:
+            settings = settings.replace(max_episode_steps=max_episode_steps)
+        return make_vec_env(task, n_envs=n_envs, seed=seed, training=training, settings=settings,
+                            num_threads=num_threads)
+
+    def reference(self, task: Game, normalization: str) -> tuple[float, float] | None:
+        ref = _reference(task, _check_normalization(normalization))
+        return None if ref is None else (float(task.random_score), float(ref))
+
+    def normalize(self, task: Game, score: float, normalization: str) -> float | None:
+        return normalize_score(task, score, normalization)
+
+    def describe(self, task: Game) -> dict:
+        return {"name": task.name, "title": task.title, "actions": task.n_actions, "random": task.random_score,
+                "human": task.human_score, "ppo": task.ppo_score}
+
+    def screens(self, task: Game, env_cfg, seed: int, env):
+        from .atari import atari_screens
+
+        return atari_screens(task, env_cfg, seed, env)
+
+    def card_settings(self, task: Game, env_cfg) -> dict:
+        settings = {"backend": env_cfg.backend, "frame_stack": env_cfg.frame_stack, "frameskip": env_cfg.frameskip,
+                    "noop_max": env_cfg.noop_max, "repeat_action_probability": env_cfg.repeat_action_probability,
+                    "full_action_space": False, "terminal_on_life_loss": False, "clip_reward": False,
+                    "train_max_episode_steps": env_cfg.max_episode_steps, "mode": task.mode,
+                    "difficulty": task.difficulty}
+        # A game mode / difficulty is an ALE setting of its own; the native "ale" backend cannot
+        # set one, so such games were played by the "sb3" backend.
+        if task.mode is not None or task.difficulty is not None:
+            settings["backend"] = "sb3"
+        return settings
+
+    def model_card(self, task: Game, ev: dict) -> dict:
+        frames = ev["max_episode_steps"] * ev["frameskip"]
+        variant = "".join(f", {k}={ev[k]}" for k in ("mode", "difficulty") if ev.get(k) is not None)
+        code = f'''import ale_py
+import gymnasium as gym
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.vec_env import VecFrameStack
+
+gym.register_envs(ale_py)
+env = make_atari_env(
+    {task.gym_id!r}, n_envs={ev["n_envs"]}, seed={ev["seed"]},
+    env_kwargs=dict(frameskip=1, repeat_action_probability={ev["repeat_action_probability"]!r},
+                    full_action_space=False, max_num_frames_per_episode={frames}{variant}),
+    wrapper_kwargs=dict(noop_max={ev["noop_max"]}, frame_skip={ev["frameskip"]}, screen_size=84,
+                        terminal_on_life_loss=False, clip_reward=False),
+)
+env = VecFrameStack(env, n_stack={ev["frame_stack"]})  # channel-last frames: predict() transposes them
+'''
+        fs = ev["frame_stack"]
+
+        def fmt(x):
+            return "-" if x is None else str(x)
+
+        notes = [
+            f"observations: uint8 frames, 84x84 grayscale, {fs} stacked; the model's observation space is "
+            f"channel-first `Box(0, 255, ({fs}, 84, 84), uint8)`, and `predict` transposes the channel-last "
+            f"`(84, 84, {fs})` frames of `make_atari_env` + `VecFrameStack` itself",
+            f"actions: `Discrete({task.n_actions})`, the game's minimal action set (`full_action_space=False`)",
+            f"frameskip {ev['frameskip']} (action repeated, max over the last two frames; the ALE env itself "
+            "with `frameskip=1`)",
+            f"up to {ev['noop_max']} no-op frames at reset, then FIRE where the game has it",
+            f"sticky actions: `repeat_action_probability={ev['repeat_action_probability']}`",
+            f"game mode {fmt(ev.get('mode'))}, difficulty {fmt(ev.get('difficulty'))} (`-`: the ROM's default)",
+            "evaluation plays full games: `terminal_on_life_loss=False`, raw (unclipped) rewards "
+            "(training ended episodes at each life loss and clipped rewards to their sign)",
+            f"games cut after {ev['max_episode_steps']:,} agent steps in evaluation "
+            f"(`max_num_frames_per_episode={frames}`; training: {ev['train_max_episode_steps']:,})",
+        ]
+        if ev["backend"] == "sb3":
+            notes.append("the run played SB3's own Atari wrappers (`env.backend: sb3`): the code below plays the "
+                         "same games as `blip-rl eval`, score for score")
+        else:
+            notes.append(f"the run played ale-py's native vector env (`env.backend: {ev['backend']}`): SB3's "
+                         "`AtariWrapper` below preprocesses the same way in all that matters but not bit for bit "
+                         "(FIRE then UP at reset, a no-op and FIRE after each lost life, OpenCV's grayscale), so "
+                         "its scores follow the same distribution as `blip-rl eval`'s without being equal game by "
+                         "game")
+        return {"code": code, "notes": notes, "observations": f"Box(0, 255, ({fs}, 84, 84), uint8)"}
+
+
+ATARI = register_family(AtariFamily())

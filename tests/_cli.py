@@ -56,3 +56,25 @@ def assert_same_run(a, b, checkpoints=("latest.pt",)):
         assert ta.keys() == tb.keys() and ta, name
         different = [k for k in ta if not torch.equal(ta[k], tb[k])]
         assert not different, (name, different[:5])
+
+
+def kill_when_resumable(proc, run_dir, *, after_step, timeout=300):
+    """SIGKILL ``proc`` (a ``blip-rl train`` Popen) once its resumable checkpoint
+    (``checkpoints/progress.pt``) is past env step ``after_step``; fails if it ends first."""
+    import time
+
+    import torch
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = run_dir / "checkpoints" / "progress.pt"
+        if ckpt.exists():
+            try:
+                if torch.load(ckpt, weights_only=True)["global_step"] > after_step:
+                    break
+            except Exception:  # being written: try again
+                pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; " + proc.stderr.read().decode()
+    proc.kill()
+    proc.wait()

@@ -6,12 +6,11 @@ a throwaway module in a temp folder, found through PYTHONPATH as ``--method my_l
 import json
 import os
 import subprocess
-import time
 
 import pytest
 import torch
 
-from tests._cli import TINY, command
+from tests._cli import TINY, command, kill_when_resumable
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -87,19 +86,7 @@ def test_a_method_from_outside_runs_train_kill_resume_eval_and_report(env, tmp_p
             "--run-dir", run_dir, *RUN]
     proc = subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     # Kill -9 once the second game has written a resumable checkpoint.
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        ckpt = run_dir / "checkpoints" / "progress.pt"
-        if (run_dir / "checkpoints" / "0_kungfu.pt").exists() and ckpt.exists():
-            try:
-                if torch.load(ckpt, weights_only=True)["global_step"] > 512:
-                    break
-            except Exception:  # being written: try again
-                pass
-        time.sleep(0.1)
-    assert proc.poll() is None, "the run finished before it could be killed; " + proc.stderr.read().decode()
-    proc.kill()
-    proc.wait()
+    kill_when_resumable(proc, run_dir, after_step=512)
     run(env, "train", "--resume", run_dir, "--no-progress")
 
     results = json.loads((run_dir / "results.json").read_text())

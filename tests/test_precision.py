@@ -119,7 +119,7 @@ def test_a_sweep_decides_once_from_the_stored_verdict(cache, monkeypatch):
     import argparse
 
     from blip_rl import sweep
-    from blip_rl.agents.calibration import atari_update
+    from blip_rl.agents.calibration import update_workload
     from blip_rl.config import load_config
 
     calls = _measured(monkeypatch, 1.6)
@@ -130,7 +130,7 @@ def test_a_sweep_decides_once_from_the_stored_verdict(cache, monkeypatch):
     assert sweep._runtime_flags(first) == ["--device", "cpu", "--precision", "bf16", "--threads", "1"]
     assert sweep.resolve_sweep_runtime(args, cfg) == first and calls == [1.6]  # read, not measured
     [(key, entry)] = json.loads(cache.read_text())["entries"].items()
-    assert "|threads=1|" in key and key.endswith(atari_update(cfg).name) and entry["precision"] == "bf16"
+    assert "|threads=1|" in key and key.endswith(update_workload(cfg).name) and entry["precision"] == "bf16"
     # auto on a machine with a GPU but runs that reserve none: the CPU (Ray hides GPUs from such tasks)
     auto = load_config(None, {"features_dim": 32, "env.n_envs": 2, "ppo.n_steps": 16})
     assert sweep.resolve_sweep_runtime(args, auto)["device"] == "cpu"
@@ -187,11 +187,11 @@ def test_a_real_calibration_measures_both_sides_and_stores_its_figures(cache):
 
 
 def test_the_atari_workload_is_the_learners_network_and_minibatch():
-    from blip_rl.agents.calibration import atari_update
+    from blip_rl.agents.calibration import update_workload
     from blip_rl.config import load_config
 
     cfg = load_config(None, {"features_dim": 32, "env.n_envs": 2, "ppo.n_steps": 16, "ppo.n_minibatches": 2})
-    workload = atari_update(cfg)
+    workload = update_workload(cfg)
     assert workload.name == "atari-trunk-f32-s4-b16"
     step = workload.make_step(CPU, False)
     step()  # one update runs

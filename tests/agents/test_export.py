@@ -142,7 +142,7 @@ def _listing(path):
 @pytest.mark.parametrize("case,message", [
     ("missing", "does not exist"),
     ("not-blip-rl", "is not a blip-rl Atari checkpoint"),
-    ("classification", "Atari policies only"),
+    ("classification", "RL policies only"),
     ("not-learned", "not learned"),
     ("not-in-run", "not learned"),
     ("unknown-game", "unknown game"),
@@ -210,10 +210,11 @@ def test_export_through_the_installed_command(run, tmp_path):
 def test_the_card_code_plays_a_game_mode():
     """A game mode / difficulty (``spaceinvaders:mode=4``) goes to make_atari_env's env_kwargs."""
     from blip_rl.agents.export import sb3_eval_code
+    from blip_rl.envs import get_game
 
     ev = {"n_envs": 2, "seed": 10001, "repeat_action_probability": 0.25, "max_episode_steps": 100, "frameskip": 4,
           "noop_max": 30, "frame_stack": 4, "episodes": 2, "deterministic": True, "mode": 4, "difficulty": None}
-    code = sb3_eval_code("m.zip", "ALE/SpaceInvaders-v5", ev)
+    code = sb3_eval_code("m.zip", get_game("spaceinvaders:mode=4"), ev)
     compile(code, "card", "exec")
     assert "max_num_frames_per_episode=400, mode=4)" in code and "difficulty" not in code
     assert "repeat_action_probability=0.25" in code
