@@ -145,7 +145,7 @@ def test_cli_fuzz_gives_clean_errors(tmp_path, monkeypatch, argv):
     def refuse(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr(learner_mod, "AtariLearner", refuse)
+    monkeypatch.setattr(learner_mod, "PPOLearner", refuse)
     run_dir = tmp_path / f"run{random.random()}"
     try:
         code = cli.main(["train", "--run-dir", str(run_dir), *argv])

@@ -144,7 +144,9 @@ def test_game_ending_inside_the_recording(backend):
 
 def test_lockstep_screen_refuses_to_drift():
     game = get_game("kungfu")
-    screen = rec_mod._LockstepScreen(game, EnvConfig(), seed=1)
+    from blip_rl.envs.atari import _LockstepScreen
+
+    screen = _LockstepScreen(game, EnvConfig(), seed=1)
     try:
         screen.reset()
         with pytest.raises(RuntimeError, match="fell out of step"):

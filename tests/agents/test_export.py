@@ -213,7 +213,8 @@ def test_the_card_code_plays_a_game_mode():
     from blip_rl.envs import get_game
 
     ev = {"n_envs": 2, "seed": 10001, "repeat_action_probability": 0.25, "max_episode_steps": 100, "frameskip": 4,
-          "noop_max": 30, "frame_stack": 4, "episodes": 2, "deterministic": True, "mode": 4, "difficulty": None}
+          "noop_max": 30, "frame_stack": 4, "episodes": 2, "deterministic": True, "mode": 4, "difficulty": None,
+          "backend": "sb3", "train_max_episode_steps": 27000}
     code = sb3_eval_code("m.zip", get_game("spaceinvaders:mode=4"), ev)
     compile(code, "card", "exec")
     assert "max_num_frames_per_episode=400, mode=4)" in code and "difficulty" not in code

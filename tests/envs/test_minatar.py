@@ -102,6 +102,7 @@ def test_minatar3_runs_end_to_end(tmp_path, method):
     assert out["mean"] == results["raw"][2][0]
 
 
+@pytest.mark.slow  # ten trainings (~1 min); `make test-all`. The default suite runs blip and ft above.
 def test_every_method_runs_on_minatar(tmp_path):
     from blip_rl.core import METHODS
 
