@@ -19,6 +19,7 @@ A *task* is any object with ``name`` (safe for file names and TensorBoard tags, 
 """
 from __future__ import annotations
 
+import abc
 import os
 import re
 import time
@@ -66,9 +67,10 @@ def safe_name(text: str) -> str:
     return slug or "task"
 
 
-class EnvFamily:
-    """One environment family. Subclass it, fill in the methods, and :func:`register_family` an
-    instance. Every method gets the run's ``env`` config section (``cfg.env``) where it needs
+class EnvFamily(abc.ABC):
+    """One environment family. Subclass it, fill in the abstract methods (``owns``, ``get``,
+    ``observation_space``, ``make_vec_env``; ``rgb_frame`` and ``model_card`` where ``record``
+    and ``export`` should work), and :func:`register_family` an instance. Every method gets the run's ``env`` config section (``cfg.env``) where it needs
     settings; a family reads only the keys it knows (its own subsection, e.g. ``env.minatar``)."""
 
     #: short name: the ``family`` of its tasks, the family column of ``blip-rl games``
@@ -79,13 +81,13 @@ class EnvFamily:
     example: str = ""
 
     # -- task names ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def owns(self, spec: str) -> bool:
         """Whether ``spec`` names a task of this family (even a bad one: :meth:`get` then says why)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def get(self, spec: str):
         """The task ``spec`` names. :raises UserError: it names none (listing what there is)."""
-        raise NotImplementedError
 
     def name_of(self, spec: str) -> str:
         """The ``name`` of the task ``spec`` spells, without making an env where that can be avoided
@@ -101,10 +103,11 @@ class EnvFamily:
         return a.name == b.name
 
     # -- environments ----------------------------------------------------------------------------
+    @abc.abstractmethod
     def observation_space(self, task, env_cfg):
         """The ``Box`` the trunk sees (every task of a run must give the same shape)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def make_vec_env(self, task, *, n_envs: int, seed: int, training: bool, env_cfg, num_threads: int = 0,
                      max_episode_steps: int | None = None):
         """``n_envs`` copies as an SB3 ``VecEnv`` with :meth:`observation_space` and
@@ -112,7 +115,6 @@ class EnvFamily:
         game (raw score), ``terminal_observation`` and ``TimeLimit.truncated`` on done (SB3's
         conventions). ``training`` may shape what learning sees (Atari: life loss, clipped
         rewards); ``episode`` is always the raw score."""
-        raise NotImplementedError
 
     # -- scores ----------------------------------------------------------------------------------
     def reference(self, task, normalization: str) -> tuple[float, float] | None:
@@ -134,7 +136,7 @@ class EnvFamily:
     def rgb_frame(self, env, obs: np.ndarray) -> np.ndarray:
         """An RGB frame (H, W, 3, uint8) of env 0 of ``env`` (a vector env of this family) whose
         last observation batch is ``obs``, scaled so that a person can see it."""
-        raise NotImplementedError
+        raise UserError(f"the {self.name} family draws no frames, so `blip-rl record` cannot show its games")
 
     def screens(self, task, env_cfg, seed: int, env):
         """What ``blip-rl record`` draws while ``env`` (an evaluation env of this family, one copy)
@@ -153,7 +155,7 @@ class EnvFamily:
         cut at ``ev["max_episode_steps"]``, as ``blip-rl eval`` plays), ``notes`` (the card's
         bullets on the env it expects) and ``observations`` (one line). ``ev``: the evaluation
         settings and :meth:`card_settings`."""
-        raise NotImplementedError
+        raise UserError(f"the {self.name} family writes no model card, so `blip-rl export` cannot export its games")
 
     def describe(self, task) -> dict[str, Any]:
         """Columns of ``blip-rl games`` for one task."""
@@ -260,7 +262,7 @@ def parse_tasks(spec: str | Sequence[str], *, env_cfg=None) -> list:
         whose observations differ in shape (one trunk serves a run).
     """
     items = [spec] if isinstance(spec, str) else list(spec)
-    names = [part.strip() for item in items for part in _split(str(item)) if part.strip()]
+    names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
     if not names:
         raise UserError("give at least one game, e.g. --games kungfu,boxing or --games minatar-breakout")
     tasks: list = []
@@ -278,11 +280,6 @@ def parse_tasks(spec: str | Sequence[str], *, env_cfg=None) -> list:
             raise UserError(f"the tasks of one run share one trunk, so they need one observation shape; these "
                             f"differ: {listing}")
     return tasks
-
-
-def _split(item: str) -> list[str]:
-    """Split on commas, except inside a ``gym:`` id's keyword part (no commas there today)."""
-    return item.split(",")
 
 
 @dataclass
