@@ -12,6 +12,7 @@ PACKAGES = {
     "blip_rl.continual": "blip_rl/continual",
     "blip_rl.logging": "blip_rl/logging",
     "blip_rl.classification": "blip_rl/classification",
+    "blip_rl.commands": "blip_rl/commands",
     "blip_rl.agents": "agents",
     "blip_rl.envs": "envs",
     "blip_rl.configs": "configs",

@@ -386,7 +386,7 @@ def export_game(checkpoint: str | Path, game: str, out: str | Path, *, force: bo
     method = load_method(payload, policy)
     model = build_sb3_model(frame_stack, n_actions, features_dim, channels_last=channels_last,
                             ppo=_ppo_settings(config), observation_space=space, trunk=trunk,
-                            trunk_options={k: trunk_kwargs[k] for k in ("channels",) if k in trunk_kwargs})
+                            trunk_options={k: trunk_kwargs[k] for k in ("channels", "layer_norm") if k in trunk_kwargs})
     method.before_eval(head + 1)  # the network as the method evaluates this game (e.g. a mask)
     try:
         trunk = policy.features_extractor.state_dict()

@@ -32,6 +32,9 @@ class BlipAtariCNN(BaseFeaturesExtractor):
     :param f_prior: F_prior of the BLIP layers.
     :param channels_last: keep conv weights and activations in channels-last memory format
         (faster convolutions on many CPUs and on GPUs with tensor cores).
+    :param layer_norm: a LayerNorm without parameters between each layer and its ReLU (config
+        ``layer_norm``; a plasticity aid, Lyle et al. 2023). It has nothing to learn, so BLIP
+        and every other method see the same parameters as without it.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class BlipAtariCNN(BaseFeaturesExtractor):
         max_bits: int = DEFAULT_MAX_BITS,
         f_prior: float = DEFAULT_F_PRIOR,
         channels_last: bool = False,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__(observation_space, features_dim)
         self.channels_last = channels_last
@@ -54,15 +58,11 @@ class BlipAtariCNN(BaseFeaturesExtractor):
             conv, lin = (lambda *a, **k: BlipConv2d(*a, **k, **kw)), (lambda *a, **k: BlipLinear(*a, **k, **kw))
         else:
             conv, lin = nn.Conv2d, nn.Linear
-        self.cnn = nn.Sequential(
-            conv(c, 32, 8, stride=4), nn.ReLU(),
-            conv(32, 64, 4, stride=2), nn.ReLU(),
-            conv(64, 128, 3, stride=1), nn.ReLU(),
-            nn.Flatten(),
-        )
+        self.cnn = _stack([conv(c, 32, 8, stride=4), conv(32, 64, 4, stride=2), conv(64, 128, 3, stride=1),
+                           nn.Flatten()], observation_space.shape, layer_norm)
         with torch.no_grad():
             n_flat = self.cnn(torch.zeros(1, *observation_space.shape)).shape[1]
-        self.linear = nn.Sequential(lin(n_flat, features_dim), nn.ReLU())
+        self.linear = _stack([lin(n_flat, features_dim)], (n_flat,), layer_norm)
         if channels_last:
             self.cnn.to(memory_format=torch.channels_last)
 
@@ -70,6 +70,25 @@ class BlipAtariCNN(BaseFeaturesExtractor):
         if self.channels_last:
             observations = observations.contiguous(memory_format=torch.channels_last)
         return self.linear(self.cnn(observations))
+
+
+def _stack(layers: list[nn.Module], in_shape: tuple[int, ...], layer_norm: bool) -> nn.Sequential:
+    """``layers`` with a ReLU after each, and with ``layer_norm`` a parameter-free LayerNorm over
+    each layer's whole output (channels and positions for a conv) between the layer and its ReLU."""
+    out: list[nn.Module] = []
+    x = torch.zeros(1, *in_shape)
+    with torch.no_grad():
+        for layer in layers:
+            if isinstance(layer, nn.Flatten):
+                out.append(layer)
+                x = layer(x)
+                continue
+            x = layer(x)
+            out.append(layer)
+            if layer_norm:
+                out.append(nn.LayerNorm(tuple(x.shape[1:]), elementwise_affine=False))
+            out.append(nn.ReLU())
+    return nn.Sequential(*out)
 
 
 def _layers(quantized: bool, max_bits: int, f_prior: float):
@@ -83,20 +102,22 @@ class BlipMinAtarCNN(BaseFeaturesExtractor):
     """MinAtar's network (Young & Tian 2019): one 3x3 conv of 16 channels, stride 1, then one
     fully connected layer (128 wide), ReLU after each; BLIP-quantized (or plain).
 
-    Same options as :class:`BlipAtariCNN`; ``channels`` widens the conv (config ``trunk_channels``).
+    Same options as :class:`BlipAtariCNN` (``layer_norm`` included); ``channels`` widens the conv
+    (config ``trunk_channels``).
     """
 
     def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128, *, quantized: bool = True,
                  max_bits: int = DEFAULT_MAX_BITS, f_prior: float = DEFAULT_F_PRIOR, channels_last: bool = False,
-                 channels: int = 16) -> None:
+                 channels: int = 16, layer_norm: bool = False) -> None:
         super().__init__(observation_space, features_dim)
         if len(observation_space.shape) != 3:
             raise ValueError(f"BlipMinAtarCNN needs channel-first grids (C, H, W), got {observation_space.shape}")
         self.channels_last = channels_last
         conv, lin = _layers(quantized, max_bits, f_prior)
         c, h, w = observation_space.shape
-        self.cnn = nn.Sequential(conv(c, channels, 3, stride=1), nn.ReLU(), nn.Flatten())
-        self.linear = nn.Sequential(lin(channels * (h - 2) * (w - 2), features_dim), nn.ReLU())
+        self.cnn = _stack([conv(c, channels, 3, stride=1), nn.Flatten()], (c, h, w), layer_norm)
+        n_flat = channels * (h - 2) * (w - 2)
+        self.linear = _stack([lin(n_flat, features_dim)], (n_flat,), layer_norm)
         if channels_last:
             self.cnn.to(memory_format=torch.channels_last)
 
@@ -108,13 +129,13 @@ class BlipMLP(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 64, *, quantized: bool = True,
                  max_bits: int = DEFAULT_MAX_BITS, f_prior: float = DEFAULT_F_PRIOR, channels_last: bool = False,
-                 channels: int = 0) -> None:
+                 channels: int = 0, layer_norm: bool = False) -> None:
         super().__init__(observation_space, features_dim)
         _, lin = _layers(quantized, max_bits, f_prior)
         n_in = int(torch.tensor(observation_space.shape).prod())
         self.channels_last = False
-        self.linear = nn.Sequential(nn.Flatten(), lin(n_in, features_dim), nn.ReLU(), lin(features_dim, features_dim),
-                                    nn.ReLU())
+        self.linear = _stack([nn.Flatten(), lin(n_in, features_dim), lin(features_dim, features_dim)],
+                             tuple(observation_space.shape), layer_norm)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.linear(observations.float())

@@ -86,6 +86,8 @@ def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool,
               "max_bits": cfg.blip.max_bits, "f_prior": cfg.blip.f_prior, "channels_last": channels_last}
     if trunk == "minatar" and cfg.trunk_channels:
         kwargs["channels"] = cfg.trunk_channels
+    if cfg.layer_norm:  # only where on: checkpoints without it keep the kwargs they had
+        kwargs["layer_norm"] = True
     return kwargs
 
 
@@ -280,6 +282,13 @@ class PPOLearner:
         """Load a checkpoint's policy, method state and counters; a resumable checkpoint taken
         inside a game also restores its optimizer and RNG state when that game begins again."""
         state = payload["state"]
+        from blip_rl.errors import UserError
+
+        kept = bool((state.get("extractor_kwargs") or {}).get("layer_norm", False))
+        if kept != bool(self.cfg.layer_norm):
+            raise UserError(f"the checkpoint's trunk was trained {'with' if kept else 'without'} layer_norm, this "
+                            f"run's config has layer_norm: {str(bool(self.cfg.layer_norm)).lower()}; the network "
+                            "would compute something else: use the checkpoint's own config")
         while self.policy.n_heads < len(state["n_actions"]):
             self.policy.add_head(state["n_actions"][self.policy.n_heads])
         self.policy.load_state_dict(state["policy"])
@@ -288,6 +297,13 @@ class PPOLearner:
         progress = payload.get("progress")
         if progress is not None and progress.get("in_task"):
             self._resume = progress
+
+    @property
+    def grad_norm(self) -> float | None:
+        """Mean gradient norm (before clipping) over the last update's minibatch steps, or None
+        before the first update."""
+        value = getattr(self.model, "last_grad_norm", None)
+        return None if value is None or value != value else float(value)
 
     def close(self) -> None:
         self.env.close()

@@ -3,8 +3,9 @@
 The one override of SB3 in this project. ``train`` mirrors ``stable_baselines3.ppo.PPO.train``
 of SB3 2.9.2 line for line, with four additions: the method's ``penalty()`` is added to the
 loss before ``backward()``, its ``before_step()`` runs between ``backward()`` and the gradient
-clipping, a non-finite loss stops training with a clear error, and
-``after_update()`` (if set) is called at the end, with the updated parameters. Statistics stay
+clipping, a non-finite loss stops training with a clear error, and the method's
+``after_update()`` and then ``after_update`` (if set) are called at the end, with the updated
+parameters. Statistics stay
 tensors until the end of the update (no device sync per minibatch). The "fast" mode runs the
 trunk under bf16 autocast in rollouts and updates (:class:`MultiHeadPolicy.extract_features`),
 with its weights cast once per rollout (:meth:`MultiHeadPolicy.weight_cast_cache`); parameters,
@@ -138,7 +139,7 @@ class ContinualPPO(PPO):
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
 
         # Statistics stay on the device until the end of the update (no per-minibatch sync).
-        entropy_losses, pg_losses, value_losses, clip_fractions, penalties = [], [], [], [], []
+        entropy_losses, pg_losses, value_losses, clip_fractions, penalties, grad_norms = [], [], [], [], [], []
         approx_kl_divs: list[th.Tensor] = []
 
         continue_training = True
@@ -199,7 +200,7 @@ class ContinualPPO(PPO):
                 loss.backward()
                 if self.method is not None:
                     self.method.before_step()  # gradient transforms, on the raw gradients
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                grad_norms.append(th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm))
                 self.policy.optimizer.step()
 
             self._n_updates += 1
@@ -229,9 +230,13 @@ class ContinualPPO(PPO):
         self.logger.record("train/explained_variance", explained_var)
         if penalties:
             self.logger.record("train/method_penalty", mean(penalties))
+        #: mean gradient norm (before clipping) of this update's minibatch steps (plasticity metrics)
+        self.last_grad_norm = mean(grad_norms)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
         if self.clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+        if self.method is not None:
+            self.method.after_update()  # e.g. ReDo's recycling, on the parameters just updated
         if self.after_update is not None:
             self.after_update()

@@ -12,6 +12,12 @@ number of env steps of one game, timed in interleaved rounds after a warm-up rol
 2. blip-rl ``ft`` and 3. ``blip`` in fp32: ``blip-rl train``'s learner (the batched MinAtar
    vector env, BLIP layers, the clip after every step for ``blip``).
 
+4. the network floor: the same network's own arithmetic for the same work (a batch-of-n_envs
+   forward per env step, then the minibatch forward/backward/Adam steps of the update), with no
+   env, no buffer and no Python around it, with the layers called as stock SB3 calls them:
+   ``floor / stock`` is what a learner would gain over stock SB3 by removing everything but
+   that arithmetic.
+
 Prints the machine, env steps/s of each, the ratios to (1), and env-only steps/s of both env
 paths. Measured, never asserted.
 """
@@ -21,6 +27,7 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +48,9 @@ def _stock_env(game, n_envs: int):
     from minatar.gym import register_envs
     from stable_baselines3.common.env_util import make_vec_env
 
-    register_envs()
+    with warnings.catch_warnings():  # the ids may be registered already (gymnasium warns)
+        warnings.simplefilter("ignore")
+        register_envs()
 
     class Padded(gym.ObservationWrapper):
         def __init__(self, env):
@@ -82,6 +91,42 @@ def blip_rl(args, method: str):
     return lambda steps: learner.model.learn(steps, reset_num_timesteps=False)
 
 
+def network_floor(args, game):
+    """The network's forward (batch n_envs, no grad) per env step and the update's minibatch
+    forward/backward/Adam steps, on random observations: nothing else a learner does."""
+    from gymnasium import spaces
+
+    space = spaces.Box(0, 1, (10, 10, 10), np.uint8)
+    trunk = BlipMinAtarCNN(space, quantized=False)
+    pi, vf = torch.nn.Linear(128, game.n_actions), torch.nn.Linear(128, 1)
+    params = [*trunk.parameters(), *pi.parameters(), *vf.parameters()]
+    opt = torch.optim.Adam(params, lr=5e-4, eps=1e-5)
+    g = torch.Generator().manual_seed(0)
+    step_obs = torch.randint(0, 2, (args.n_envs, 10, 10, 10), generator=g).float()
+    batch = args.n_steps * args.n_envs // 4
+    mb_obs = torch.randint(0, 2, (batch, 10, 10, 10), generator=g).float()
+
+    def rollout_and_update():
+        with torch.no_grad():
+            for _ in range(args.n_steps):
+                f = trunk(step_obs)
+                torch.multinomial(torch.softmax(pi(f), -1), 1)
+                vf(f)
+        for _ in range(4 * 4):  # 4 epochs x 4 minibatches
+            f = trunk(mb_obs)
+            loss = torch.log_softmax(pi(f), -1)[:, 0].mean() + vf(f).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    rollout_and_update()  # warm-up
+
+    def learn(steps):
+        for _ in range(steps // (args.n_steps * args.n_envs)):
+            rollout_and_update()
+    return learn
+
+
 def env_rate(env, n_actions: int, steps: int = 2000) -> float:
     env.reset()
     acts = np.random.default_rng(0).integers(0, n_actions, size=(steps, env.num_envs))
@@ -111,7 +156,7 @@ def main() -> None:
     print(f"machine: {info.model}, {usable_cores()} usable cores, torch {torch.__version__}, {args.threads} torch "
           f"thread(s); {game.name}, {args.n_envs} envs x {args.n_steps} steps per rollout, 4 epochs, 4 minibatches")
     learners = {"stock SB3 PPO": stock_sb3(args, game), "blip-rl ft": blip_rl(args, "ft"),
-                "blip-rl blip": blip_rl(args, "blip")}
+                "blip-rl blip": blip_rl(args, "blip"), "network floor": network_floor(args, game)}
     rates = timed_rounds(learners, args.n_steps * args.n_envs * args.rollouts, args.rounds)
     base = statistics.median(rates["stock SB3 PPO"])
     for name, r in rates.items():

@@ -205,6 +205,9 @@ class TrainConfig:
     trunk: str = bounded("auto", choices=("auto", "atari", "minatar", "mlp"))
     #: conv channels of the minatar trunk; 0: its own (16)
     trunk_channels: int = bounded(0, ge=0, zero="0: the trunk's own (16)")
+    #: a LayerNorm without parameters between each trunk layer and its ReLU (a plasticity aid,
+    #: usable with any method; it has nothing to learn, so BLIP and the rest protect the same weights)
+    layer_norm: bool = False
     fisher_samples: int = bounded(2000, ge=1)  #: states from the policy's own last rollouts for the Fisher
     fisher_batch_size: int = bounded(250, ge=1)
     #: what a game's normalized score is relative to: ppo (PPO after 40M frames, the BLIP paper's;

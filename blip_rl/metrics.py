@@ -118,3 +118,46 @@ def forward_transfer(auc: float | None, reference_auc: float | None) -> float | 
     if auc is None or reference_auc is None or 1.0 - reference_auc <= 1e-9:
         return None
     return (auc - reference_auc) / (1.0 - reference_auc)
+
+
+# -- plasticity (from the evaluation records' ``plasticity``, blip_rl/continual/plasticity.py) ------
+def _last_plasticity(curve: Sequence[dict]) -> dict[str, float] | None:
+    for point in reversed(curve):
+        if point.get("plasticity"):
+            return point["plasticity"]
+    return None
+
+
+def final_plasticity(curve: Sequence[dict], suffix: str) -> float | None:
+    """At the run's last evaluation, the mean over the tasks evaluated of ``<task>/<suffix>``
+    (``dormant``: share of dormant trunk units on the task's kept states; ``srank``: effective
+    rank of the trunk's features on them). None where the run has no plasticity records."""
+    last = _last_plasticity(curve)
+    if last is None:
+        return None
+    values = [v for k, v in last.items() if k.count("/") == 1 and k.endswith("/" + suffix)]
+    return sum(values) / len(values) if values else None
+
+
+def final_layer_mean(curve: Sequence[dict], prefix: str) -> float | None:
+    """At the run's last evaluation, the mean over the trunk's layers of ``<prefix>/<layer>``
+    (``capacity_free``: BLIP's share of bits still free; ``capacity_full``: share of weights
+    fully frozen; ``weight_magnitude``)."""
+    last = _last_plasticity(curve)
+    if last is None:
+        return None
+    values = [v for k, v in last.items() if k.startswith(prefix + "/")]
+    return sum(values) / len(values) if values else None
+
+
+def slope(values: Sequence[float | None]) -> float | None:
+    """Least-squares slope of ``values`` against their index 0, 1, ... (Nones left out; None
+    with fewer than two values): for the learning speed of each task against its place in the
+    sequence, where a negative slope says later tasks learn worse."""
+    points = [(i, float(v)) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
+    if len(points) < 2:
+        return None
+    mx = sum(i for i, _ in points) / len(points)
+    my = sum(v for _, v in points) / len(points)
+    var = sum((i - mx) ** 2 for i, _ in points)
+    return sum((i - mx) * (v - my) for i, v in points) / var

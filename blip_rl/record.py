@@ -284,7 +284,7 @@ def record_game(checkpoint: str | Path, *, game: str, out: str | Path, seed: int
 
 # -- command line -------------------------------------------------------------------------------
 def _cmd_record(args: argparse.Namespace, argv: list[str]) -> int:
-    from .cli import checkpoint_runtime
+    from .commands.common import checkpoint_runtime
 
     runtime = checkpoint_runtime(args.checkpoint, args, n_envs=1)
     runtime.apply()

@@ -9,8 +9,12 @@ checkpoints) and writes, into a new ``--out`` dir:
   training starts to the end of the sequence; the paper's Fig. 3.
 * ``bits_<method>.png``: frozen bits of each layer's weights (rows) after each game (columns),
   from the checkpoints ``<k>_<game>.pt`` of the method's lowest seed; the paper's Fig. 2.
-* ``table.md`` / ``summary.json`` / ``table.tex``: ACC, BWT, forgetting (with 95% bootstrap CIs) and the final accumulated normalized reward per method,
-  mean and sample standard deviation over seeds (from each ``results.json``).
+* ``plasticity.png``: BLIP's share of bits still free and the share of dormant trunk units
+  against the tasks learned (mean over seeds), where the runs recorded plasticity.
+* ``table.md`` / ``summary.json`` / ``table.tex``: every metric of :data:`METRICS` (retention:
+  ACC, BWT, forgetting, ...; plasticity: dormant units, effective rank, BLIP capacity left, the
+  slope of learning speed against task index) per method, mean, sample standard deviation and
+  95% bootstrap CI over seeds (from each ``results.json``).
 
 Runs are grouped by ``method`` and told apart by ``seed`` (both from ``config.yaml``). Figures
 need matplotlib (``pip install 'blip-rl[report]'``); it is imported only here, with the Agg
@@ -29,16 +33,18 @@ import shlex
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .continual import Results, checkpoint_name
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .logging import KEYS
-from .metrics import accumulated_auc, accumulated_normalized, forgetting, forward_transfer, task_auc
+from .metrics import (accumulated_auc, accumulated_normalized, final_layer_mean, final_plasticity, forgetting,
+                      forward_transfer, slope, task_auc)
 
-__all__ = ["register", "make_report", "load_run", "RunData", "MissingDependencyError", "format_stat"]
+__all__ = ["register", "make_report", "load_run", "RunData", "MissingDependencyError", "format_stat", "Metric",
+           "METRICS"]
 
 #: Line colours of the methods this package knows; other methods take the next free colour.
 _COLORS = {"blip": "tab:red", "ewc": "tab:green", "ft": "tab:blue", "ft-fix": "tab:orange"}
@@ -338,6 +344,74 @@ def mixed_runtimes(groups: dict[str, list[RunData]]) -> str | None:
             "not the methods'; rerun them with the same --device, --precision and --threads (a sweep does)")
 
 
+def _mean_forgetting(run: RunData) -> float | None:
+    """Mean over earlier tasks of the best score ever reached minus the final one."""
+    return statistics.fmean(forgetting(run.results._scored())) if len(run.games) > 1 else None
+
+
+def _learning_speeds(run: RunData) -> list[float | None]:
+    """Each task's learning speed: the time average of its normalized score over its own steps."""
+    return [_task_auc(run, j) for j in range(len(run.games))]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number per run, summarized over seeds (mean, sample sd, 95% bootstrap CI) in
+    ``summary.json``, a column of its group's table (``table.md``), and where asked a column of
+    ``table.tex`` and a panel of ``metrics.png``. Adding a metric is one entry in :data:`METRICS`
+    and a pure function (in :mod:`blip_rl.metrics`) of a run's results."""
+
+    key: str  #: its name in summary.json
+    label: str  #: its column header and panel title
+    of: Callable[[RunData], float | None]  #: its value for one run (None: not defined for it)
+    digits: int = 3
+    better: str = "higher"  #: higher | lower | none (the table says which way is better)
+    group: str = "retention"  #: retention (the main table) | plasticity (the plasticity table)
+    ci: bool = False  #: a 95% CI column beside its mean in the table
+    panel: bool = False  #: a panel in metrics.png
+    latex: bool = False  #: a column of table.tex
+
+
+#: Every metric of a report, in table order.
+METRICS: list[Metric] = [
+    Metric("acc", "ACC", lambda r: r.results.acc, ci=True, panel=True, latex=True),
+    Metric("bwt", "BWT", lambda r: r.results.bwt if len(r.games) > 1 else None, ci=True, panel=True, latex=True),
+    Metric("accumulated_normalized", "accumulated normalized", lambda r: r.final_accumulated),
+    Metric("forgetting", "forgetting", _mean_forgetting, better="lower", ci=True, panel=True, latex=True),
+    # Time average of the accumulated normalized reward over the run (area under Fig. 4).
+    Metric("accumulated_auc", "accumulated AUC", lambda r: accumulated_auc(r.results.curve)),
+    # After the last task, mean over the earlier tasks of KL(then || now) on their kept states,
+    # and of the share of those states whose greedy action changed.
+    Metric("policy_drift", "policy drift", lambda r: _final_drift(r, "drift"), digits=4, better="lower"),
+    Metric("greedy_changed", "greedy changed", lambda r: _final_drift(r, "changed"), better="lower"),
+    Metric("dormant", "dormant units", lambda r: final_plasticity(r.results.curve, "dormant"), better="lower",
+           group="plasticity", ci=True, panel=True),
+    Metric("srank", "effective rank", lambda r: final_plasticity(r.results.curve, "srank"), digits=1,
+           group="plasticity", ci=True),
+    Metric("capacity_free", "BLIP bits free", lambda r: final_layer_mean(r.results.curve, "capacity_free"),
+           group="plasticity", ci=True, panel=True),
+    Metric("capacity_full", "weights fully frozen", lambda r: final_layer_mean(r.results.curve, "capacity_full"),
+           better="lower", group="plasticity"),
+    Metric("learning_speed_slope", "learning speed slope", lambda r: slope(_learning_speeds(r)),
+           group="plasticity", ci=True, panel=True),
+]
+
+#: What each group's table says its metrics are.
+_GROUP_TEXT = {
+    "retention": "",
+    "plasticity": (
+        "Plasticity, at each run's last evaluation: dormant units, the share of trunk units whose "
+        "activation on an evaluated game's kept states, divided by their layer's mean, is at most "
+        "tau (ReDo's score; 0.025, or the run's redo tau), mean over the games; effective rank, "
+        "Kumar et al.'s srank (delta 0.01) of the trunk's features on those states; BLIP bits free, "
+        "the mean share of each trunk weight's N bits not frozen (1 where no bit is frozen, so for "
+        "every method but blip); weights fully frozen, the share with all N bits frozen; learning "
+        "speed slope, the least-squares slope against task index of each game's learning speed "
+        "(the time average of its normalized score over its own steps): negative where later games "
+        "learn worse. Learning speed per task index: summary.json's learning_speed_per_task."),
+}
+
+
 def _summary(groups: dict[str, list[RunData]], refs: dict[str, list[float]] | None = None) -> dict[str, Any]:
     methods = {}
     for method, runs in groups.items():
@@ -346,19 +420,10 @@ def _summary(groups: dict[str, list[RunData]], refs: dict[str, list[float]] | No
             "seeds": [r.seed for r in runs],
             "trained_with": sorted({trained_with(r) for r in runs}),
             "runs": [str(r.path) for r in runs],
-            "acc": _stats([r.results.acc for r in runs]),
-            "bwt": _stats([r.results.bwt if len(r.games) > 1 else None for r in runs]),
-            "accumulated_normalized": _stats([r.final_accumulated for r in runs]),
-            # Mean forgetting over the earlier tasks: best score ever reached minus the final one.
-            "forgetting": _stats([statistics.fmean(forgetting(r.results._scored())) if len(r.games) > 1 else None
-                                  for r in runs]),
-            # Time average of the accumulated normalized reward over the run (area under Fig. 4).
-            "accumulated_auc": _stats([accumulated_auc(r.results.curve) for r in runs]),
-            # After the last task, mean over the earlier tasks of KL(then || now) on their kept states,
-            # and of the share of those states whose greedy action changed.
-            "policy_drift": _stats([_final_drift(r, "drift") for r in runs]),
-            "greedy_changed": _stats([_final_drift(r, "changed") for r in runs]),
+            **{m.key: _stats([m.of(r) for r in runs]) for m in METRICS},
         }
+        speeds = [_learning_speeds(r) for r in runs]
+        methods[method]["learning_speed_per_task"] = [_stats([s[j] for s in speeds]) for j in range(len(runs[0].games))]
         if refs:
             per_task = {t: _stats([ft[t] for ft in transfers]) for t in runs[0].games}
             means = [statistics.fmean([v for v in ft.values() if v is not None])
@@ -377,6 +442,27 @@ def _summary(groups: dict[str, list[RunData]], refs: dict[str, list[float]] | No
     return summary
 
 
+def _metric_table(summary: dict[str, Any], group: str,
+                  extra: Sequence[tuple[str, str, bool]] = ()) -> list[str]:
+    """The Markdown rows of one group's metrics: per metric its mean ± sd and, for CI metrics, the
+    95% interval; ``extra``: (label, key, with CI) columns computed elsewhere (forward transfer)."""
+    columns = [(m.label + ("" if m.better == "none" else " ↑" if m.better == "higher" else " ↓"), m.key, m.ci,
+                m.digits) for m in METRICS if m.group == group]
+    columns += [(label, key, ci, 3) for label, key, ci in extra]
+    header = ["method", "seeds"]
+    for label, _key, ci, _digits in columns:
+        header += [label] + ([f"{label.rstrip(' ↑↓')} 95% CI"] if ci else [])
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, m in summary["methods"].items():
+        cells = [method, ", ".join(map(str, m["seeds"]))]
+        for _label, key, ci, digits in columns:
+            cells.append(format_stat(m[key], digits))
+            if ci:
+                cells.append(format_ci(m[key]))
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def _table(summary: dict[str, Any]) -> str:
     transfer = "reference_auc" in summary
     lines = [
@@ -392,26 +478,17 @@ def _table(summary: dict[str, Any]) -> str:
         "the game ended || final policy) on states kept from that game; greedy changed: the share of "
         "those states whose greedy action changed. "
         "Mean ± sample standard deviation over seeds; [lo, hi]: 95% bootstrap confidence interval of the "
-        "mean over seeds.",
+        "mean over seeds; ↑ / ↓: higher / lower is better.",
         "",
-        "| method | seeds | ACC | BWT | accumulated normalized | ACC 95% CI | BWT 95% CI | forgetting "
-        "| forgetting 95% CI | accumulated AUC | policy drift | greedy changed |"
-        + (" forward transfer | FT 95% CI |" if transfer else ""),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if transfer else ""),
+        *_metric_table(summary, "retention", extra=[("forward transfer", "forward_transfer", True)] if transfer else []),
     ]
-    for method, m in summary["methods"].items():
-        line = (f"| {method} | {', '.join(map(str, m['seeds']))} | {format_stat(m['acc'])} | "
-                f"{format_stat(m['bwt'])} | {format_stat(m['accumulated_normalized'])} | "
-                f"{format_ci(m['acc'])} | {format_ci(m['bwt'])} | {format_stat(m['forgetting'])} | "
-                f"{format_ci(m['forgetting'])} | {format_stat(m['accumulated_auc'])} | "
-                f"{format_stat(m['policy_drift'], 4)} | {format_stat(m['greedy_changed'])} |")
-        if transfer:
-            line += f" {format_stat(m['forward_transfer'])} | {format_ci(m['forward_transfer'])} |"
-        lines.append(line)
     lines += ["", "Trained with (device, precision, torch threads): " + "; ".join(
         f"{method} {' / '.join(m['trained_with'])}" for method, m in summary["methods"].items()) + "."]
     for warning in summary.get("warnings", []):
         lines += ["", f"**Warning:** {warning}."]
+    if any(summary["methods"][m].get(k.key, {}).get("mean") is not None for m in summary["methods"]
+           for k in METRICS if k.group == "plasticity"):
+        lines += ["", "## Plasticity", "", _GROUP_TEXT["plasticity"], "", *_metric_table(summary, "plasticity")]
     if transfer:
         refs = ", ".join(f"{t} {v:.3f} ({summary['reference_runs'][t]} runs)" for t, v in summary["reference_auc"].items())
         lines += ["", "Forward transfer (Continual World): per game (AUC - AUC_ref) / (1 - AUC_ref), where AUC is "
@@ -430,13 +507,13 @@ def _latex(summary: dict[str, Any]) -> str:
         return f"{stat['mean']:.3f}{ci}"
 
     transfer = "reference_auc" in summary
-    rows = [f"{method} & {len(m['seeds'])} & {cell(m['acc'])} & {cell(m['bwt'])} & {cell(m['forgetting'])}"
-            + (f" & {cell(m['forward_transfer'])}" if transfer else "") + " \\\\"
+    cols = [(m.label, m.key) for m in METRICS if m.latex] + ([("FT", "forward_transfer")] if transfer else [])
+    rows = [f"{method} & {len(m['seeds'])} & " + " & ".join(cell(m[key]) for _, key in cols) + " \\\\"
             for method, m in summary["methods"].items()]
     return "\n".join([
         "% blip-rl report: mean [95% bootstrap CI] over seeds; needs \\usepackage{booktabs}",
-        "\\begin{tabular}{lrccc" + ("c" if transfer else "") + "}", "\\toprule",
-        "method & seeds & ACC & BWT & forgetting" + (" & FT" if transfer else "") + " \\\\", "\\midrule",
+        "\\begin{tabular}{lr" + "c" * len(cols) + "}", "\\toprule",
+        "method & seeds & " + " & ".join(label for label, _ in cols) + " \\\\", "\\midrule",
         *rows, "\\bottomrule", "\\end{tabular}", ""])
 
 
@@ -495,13 +572,14 @@ def _figure_accumulated(Figure, bands: dict[str, dict], colors, groups, ends, ga
 
 
 #: The metrics of ``metrics.png``: summary key and axis title.
-_METRIC_PANELS = (("acc", "ACC"), ("bwt", "BWT"), ("forgetting", "forgetting"),
-                  ("forward_transfer", "forward transfer"))
+def _metric_panels() -> list[tuple[str, str]]:
+    return [(m.key, m.label) for m in METRICS if m.panel] + [("forward_transfer", "forward transfer")]
 
 
 def _figure_metrics(Figure, summary: dict[str, Any], colors) -> Any:
     """One panel per metric: each method's mean over seeds with its 95% bootstrap interval."""
-    panels = [(k, t) for k, t in _METRIC_PANELS if any(k in m for m in summary["methods"].values())]
+    panels = [(k, t) for k, t in _metric_panels()
+              if any(m.get(k, {}).get("mean") is not None for m in summary["methods"].values())]
     fig = Figure(figsize=(2.6 * len(panels), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     methods = list(summary["methods"])
@@ -518,6 +596,53 @@ def _figure_metrics(Figure, summary: dict[str, Any], colors) -> Any:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("mean over seeds, 95% bootstrap interval", fontsize=9)
+    return fig
+
+
+def _after_each_task(run: RunData) -> list[dict[str, float] | None]:
+    """The plasticity record of the evaluation that ended each task (the last one while it learned)."""
+    out = []
+    for k in range(len(run.games)):
+        points = [p for p in run.results.curve if p["task"] == k and p.get("plasticity")]
+        out.append(points[-1]["plasticity"] if points else None)
+    return out
+
+
+def _has_plasticity(runs: Sequence[RunData]) -> bool:
+    return any(p.get("plasticity") for r in runs for p in r.results.curve)
+
+
+def _figure_plasticity(Figure, groups: dict[str, list[RunData]], colors, games: Sequence[str]) -> Any:
+    """BLIP's share of bits free and the share of dormant trunk units after each task, mean over seeds."""
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return statistics.fmean(values) if values else None
+
+    panels = (("capacity_free", "trunk bits still free (BLIP capacity left)"),
+              ("dormant", "dormant trunk units (mean over games learned)"))
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    x = np.arange(1, len(games) + 1)
+    for ax, (what, title) in zip(axes, panels):
+        for method, runs in groups.items():
+            per_run = []
+            for run in runs:
+                rows = _after_each_task(run)
+                if what == "capacity_free":
+                    per_run.append([mean(v for k, v in r.items() if k.startswith("capacity_free/")) if r else None
+                                    for r in rows])
+                else:
+                    per_run.append([mean(v for k, v in r.items() if k.count("/") == 1 and k.endswith("/dormant"))
+                                    if r else None for r in rows])
+            ys = [mean(col) for col in zip(*per_run)]
+            if any(y is not None for y in ys):
+                ax.plot(x, [np.nan if y is None else y for y in ys], "o-", color=colors[method], label=method)
+        ax.set_xticks(x, [f"{i}\n{g}" for i, g in zip(x, games)], fontsize=7)
+        ax.set_xlabel("tasks learned", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     return fig
 
 
@@ -689,6 +814,8 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
     save_fig(_figure_accumulated(Figure, acc_bands, colors, groups, ends, games), "accumulated_normalized.png")
     save_fig(_figure_per_game(Figure, game_bands, colors, groups, ends, games, normalized), "per_game.png")
     save_fig(_figure_metrics(Figure, summary, colors), "metrics.png")
+    if _has_plasticity(all_runs):
+        save_fig(_figure_plasticity(Figure, groups, colors, games), "plasticity.png")
     for method, runs in groups.items():
         save_fig(_figure_bits(Figure, runs[0]), f"bits_{method}.png")
     atomic_write_text(out_dir / "table.md", table)

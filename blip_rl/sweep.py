@@ -51,10 +51,10 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     for m in methods:
         resolve_method(m)  # a registered name or package.module:Class; the error says what to do
-    from .cli import given_config_flags
+    from .commands.common import given_config_flags
 
     common: list[str] = []
-    for flag, value in given_config_flags(args):  # train's own flags, declared once in cli.py
+    for flag, value in given_config_flags(args):  # train's own flags, declared once in commands/common.py
         if flag in ("--device", "--precision", "--fast") or (
                 flag == "--set" and str(value).partition("=")[0].strip() in RUNTIME_CONFIG_KEYS):
             continue  # the sweep's one decision (resolve_sweep_runtime) is passed to every run at launch
@@ -73,15 +73,15 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _sweep_config(args: argparse.Namespace):
     """The config every run of the sweep starts from (method and seed aside), checked here."""
-    from .cli import _train_overrides
+    from .commands.common import train_overrides
     from .config import load_config
 
-    return load_config(args.config, _train_overrides(args))
+    return load_config(args.config, train_overrides(args))
 
 
 def _resolve(device: str, precision: str, threads: int, n_envs: int, cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Device, precision and threads for one run of the sweep, where that run would train."""
-    from .cli import run_workload, resolve_runtime_or_exit
+    from .commands.common import resolve_runtime_or_exit, run_workload
     from .config import TrainConfig, merge
 
     cfg = merge(TrainConfig(), cfg_dict)
@@ -151,12 +151,12 @@ def _run_one(run: dict[str, Any], retries: int) -> dict[str, Any]:
 def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     runs = plan_runs(args)
     out = Path(args.out)
-    from .cli import _precision_flag
+    from .commands.common import precision_flag
 
     cfg = _sweep_config(args)  # the whole config checked before anything is written or started
     plan = {"command": shlex.join(["blip-rl", *argv]), "runs": [r["name"] for r in runs],
             "args": {r["name"]: r["args"] for r in runs},
-            "requested": {"device": cfg.device, "precision": _precision_flag(args) or cfg.precision,
+            "requested": {"device": cfg.device, "precision": precision_flag(args) or cfg.precision,
                           "cpus_per_run": args.cpus_per_run or 1, "gpus_per_run": args.gpus_per_run or 0}}
     if out.exists() and any(out.iterdir()):
         previous = out / "sweep.yaml"
@@ -247,7 +247,7 @@ def register(sub) -> None:
     s.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each run reserves (and torch threads)")
     s.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run reserves (e.g. 1, or 0.5)")
     s.add_argument("--retries", type=int, default=2, help="resumes of a failed run from its checkpoint")
-    from .cli import add_config_flags
+    from .commands.common import add_config_flags
 
     add_config_flags(s, skip=("--method", "--seed"))  # every other train flag passes through to each run
     s.set_defaults(func=_cmd_sweep)

@@ -60,3 +60,25 @@ def test_forward_transfer_as_continual_world_defines_it():
     assert forward_transfer(0.4, 0.5) == pytest.approx(-0.2)
     assert forward_transfer(0.5, 0.5) == 0.0
     assert forward_transfer(0.9, 1.0) is None and forward_transfer(None, 0.3) is None
+
+
+def test_plasticity_summaries_read_the_last_evaluation_record():
+    from blip_rl.metrics import final_layer_mean, final_plasticity
+
+    curve = [{"step": 1, "task": 0, "raw": [0], "normalized": [0],
+              "plasticity": {"a/dormant": 0.5, "a/srank": 10.0, "capacity_free/fc": 1.0}},
+             {"step": 2, "task": 1, "raw": [0, 0], "normalized": [0, 0],
+              "plasticity": {"a/dormant": 0.2, "b/dormant": 0.4, "a/dormant/fc": 0.9, "a/srank": 8.0,
+                             "b/srank": 4.0, "capacity_free/conv": 0.5, "capacity_free/fc": 0.7}}]
+    assert final_plasticity(curve, "dormant") == pytest.approx(0.3)  # per-layer keys left out
+    assert final_plasticity(curve, "srank") == pytest.approx(6.0)
+    assert final_layer_mean(curve, "capacity_free") == pytest.approx(0.6)
+    assert final_plasticity([{"step": 1, "task": 0, "raw": [0], "normalized": [0]}], "dormant") is None
+
+
+def test_slope_of_learning_speed_against_task_index():
+    from blip_rl.metrics import slope
+
+    assert slope([0.9, 0.6, 0.3]) == pytest.approx(-0.3)
+    assert slope([0.5, None, 0.7]) == pytest.approx(0.1)
+    assert slope([0.5]) is None and slope([]) is None

@@ -59,8 +59,8 @@ def _copy(run_dir, dest, *, tb=True):
 @needs_mpl
 def test_every_file_is_written_and_pngs_are_sane(report):
     out = report["out_dir"]
-    names = {"accumulated_normalized.png", "per_game.png", "metrics.png", "bits_blip.png", "bits_ft.png", "table.md", "table.tex",
-             "summary.json"}
+    names = {"accumulated_normalized.png", "per_game.png", "metrics.png", "plasticity.png", "bits_blip.png",
+             "bits_ft.png", "table.md", "table.tex", "summary.json"}
     assert {p.name for p in out.iterdir()} == names
     assert {p.name for p in report["files"]} == names
     tex = (out / "table.tex").read_text()
@@ -75,11 +75,16 @@ def test_every_file_is_written_and_pngs_are_sane(report):
 
 
 def _table_rows(table):
-    rows = {}
-    for line in table.splitlines():
+    """{method: {column header: cell}} of the report's first (main) table."""
+    rows, header = {}, None
+    for line in table.split("## ")[0].splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("| ") and cells[0] not in ("method",) and not cells[0].startswith("---"):
-            rows[cells[0]] = cells[1:]
+        if not line.startswith("| ") or cells[0].startswith("---"):
+            continue
+        if cells[0] == "method":
+            header = cells
+        else:
+            rows[cells[0]] = dict(zip(header, cells))
     return rows
 
 
@@ -102,14 +107,16 @@ def _check_numbers(report, runs_by_method):
             assert m[key]["mean"] == pytest.approx(mean, abs=1e-12)
             assert m[key]["std"] == pytest.approx(std, abs=1e-12)
             cells.append(f"{mean:.3f} ± {std:.3f}")
-        assert rows[method][:4] == [", ".join(map(str, SEEDS)), *cells]
+        row = rows[method]
+        assert [row["seeds"], row["ACC ↑"], row["BWT ↑"], row["accumulated normalized ↑"]] == [
+            ", ".join(map(str, SEEDS)), *cells]
         # The 95% bootstrap interval of each mean is in the table, and holds the mean.
         from blip_rl.metrics import bootstrap_ci
 
-        for key, column in (("acc", 4), ("bwt", 5)):
+        for key, column in (("acc", "ACC 95% CI"), ("bwt", "BWT 95% CI")):
             _, lo, hi = bootstrap_ci(expected[key])
             assert m[key]["ci95"] == [lo, hi] and lo <= m[key]["mean"] <= hi
-            assert rows[method][column] == f"[{lo:.3f}, {hi:.3f}]"
+            assert row[column] == f"[{lo:.3f}, {hi:.3f}]"
 
 
 @needs_mpl
@@ -327,7 +334,7 @@ def test_a_run_resumed_another_way_says_so(runs, tmp_path):
 
     import yaml
 
-    from blip_rl.cli import _record_resumed_runtime
+    from blip_rl.commands.train import record_resumed_runtime as _record_resumed_runtime
     from blip_rl.system import resolve_runtime
 
     run = _copy(runs[("ft", 1)], tmp_path / "ft-s1")
@@ -341,3 +348,21 @@ def test_a_run_resumed_another_way_says_so(runs, tmp_path):
     from blip_rl.config import load_config
 
     assert load_config(run / "config.yaml").precision == "fp32"  # information only, never read back as config
+
+
+@needs_mpl
+def test_a_metric_is_one_entry_and_plasticity_has_its_table(runs, tmp_path, monkeypatch):
+    metric = rep.Metric("first_raw", "first game raw", lambda r: r.results.raw[-1][0], digits=1, ci=True, latex=True)
+    monkeypatch.setattr(rep, "METRICS", [*rep.METRICS, metric])
+    out = rep.make_report(list(runs.values()), tmp_path / "rep")
+    for method in METHODS:
+        values = [_results(runs[method, s])["raw"][-1][0] for s in SEEDS]
+        assert out["summary"]["methods"][method]["first_raw"]["values"] == values
+        assert _table_rows(out["table"])[method]["first game raw ↑"] == rep.format_stat(
+            out["summary"]["methods"][method]["first_raw"], 1)
+    assert "first game raw" in (tmp_path / "rep" / "table.tex").read_text()
+    assert "## Plasticity" in out["table"] and "| dormant units ↓ |" in out["table"]
+    blip = out["summary"]["methods"]["blip"]
+    assert 0 <= blip["dormant"]["mean"] <= 1 and blip["capacity_free"]["mean"] < 1  # blip froze bits
+    assert out["summary"]["methods"]["ft"]["capacity_free"]["mean"] == 1.0  # ft freezes none
+    assert len(blip["learning_speed_per_task"]) == 2

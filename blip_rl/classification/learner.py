@@ -361,6 +361,7 @@ class ClassificationLearner:
             total += float(loss.detach()) * len(idx)
             count += len(idx)
             self.global_step += len(idx)
+        method.after_update()  # one epoch is one update (ReDo counts its interval in these)
         return total / max(count, 1)
 
     @torch.no_grad()

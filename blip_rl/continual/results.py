@@ -14,7 +14,7 @@ from ..io import atomic_write_json, atomic_write_text
 __all__ = ["Results", "Evaluation", "TIME_PARTS"]
 
 #: The parts of a run's wall time, in the order the end-of-run line shows them.
-TIME_PARTS = ("training", "evaluation", "consolidation", "checkpoints")
+TIME_PARTS = ("training", "evaluation", "consolidation", "checkpoints", "diagnostics")
 
 
 @dataclass
@@ -61,7 +61,8 @@ class Results:
     #: ``changed[i][j]``: share of task j's kept states whose greedy action changed, after task i.
     changed: list[list[float | None]] = field(default_factory=list)
     #: Every evaluation of the run, periodic ones included: ``{"step", "task" (index of the task
-    #: being learned), "raw", "normalized"}`` (lists over the tasks evaluated). Forward transfer
+    #: being learned), "raw", "normalized"}`` (lists over the tasks evaluated) and, where measured,
+    #: ``"plasticity"`` (:mod:`blip_rl.continual.plasticity`). Forward transfer
     #: and the area under the accumulated normalized reward are computed from it.
     curve: list[dict[str, Any]] = field(default_factory=list)
 
@@ -77,9 +78,14 @@ class Results:
         self.drift.append(list(drift if drift is not None else [None] * len(raw)) + pad)
         self.changed.append(list(changed if changed is not None else [None] * len(raw)) + pad)
 
-    def add_point(self, step: int, task: int, raw: list[float], normalized: list[float | None]) -> None:
-        """One evaluation on the learning curve: at ``step``, while task ``task`` (0-based) learns."""
-        self.curve.append({"step": int(step), "task": int(task), "raw": list(raw), "normalized": list(normalized)})
+    def add_point(self, step: int, task: int, raw: list[float], normalized: list[float | None], *,
+                  plasticity: dict[str, float] | None = None) -> None:
+        """One evaluation on the learning curve: at ``step``, while task ``task`` (0-based) learns;
+        ``plasticity``: the diagnostics measured with it (:mod:`blip_rl.continual.plasticity`)."""
+        point: dict[str, Any] = {"step": int(step), "task": int(task), "raw": list(raw), "normalized": list(normalized)}
+        if plasticity:
+            point["plasticity"] = dict(plasticity)
+        self.curve.append(point)
 
     def add_time(self, part: str, seconds: float, work: int = 0) -> None:
         """Add ``seconds`` (and ``work`` env steps or samples) to one part of the run."""
@@ -93,7 +99,7 @@ class Results:
         total = sum(self.time_s.values())
         if total <= 0:
             return "time: nothing measured"
-        names = {"consolidation": "Fisher/consolidation"}
+        names = {"consolidation": "Fisher/consolidation", "diagnostics": "plasticity metrics"}
         parts = []
         for part in TIME_PARTS:
             sec = self.time_s.get(part, 0.0)

@@ -20,6 +20,7 @@ from ..core import ContinualMethod, FisherData
 from ..logging import KEYS, RunLogger
 from .checkpoint import write_checkpoint
 from .drift import Drift, DriftProbe
+from .plasticity import measure_plasticity
 from .results import Evaluation, Results
 
 __all__ = ["Learner", "run_sequence", "checkpoint_name", "Interrupted", "EvalProgress", "PROGRESS", "LATEST"]
@@ -179,7 +180,12 @@ def _log_evaluation(learner: Learner, method: ContinualMethod, results: Results,
             logger.scalar(KEYS["eval_changed"].format(task=task), d[1], step)
     results.add_time("evaluation", sum(e.seconds for e in evaluations.values()),
                      sum(e.env_steps for e in evaluations.values()))
-    results.add_point(step, k, [s[0] for s in scores.values()], [s[1] for s in scores.values()])
+    t0 = time.perf_counter()
+    plasticity = measure_plasticity(learner, method, drift, k)
+    for name, value in plasticity.items():
+        logger.scalar(KEYS["plasticity"].format(name=name), value, step)
+    results.add_time("diagnostics", time.perf_counter() - t0)
+    results.add_point(step, k, [s[0] for s in scores.values()], [s[1] for s in scores.values()], plasticity=plasticity)
     return scores, drifts
 
 

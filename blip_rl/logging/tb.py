@@ -36,6 +36,7 @@ KEYS = {
     "bits_all": "bits/{layer}/frac_all",
     "bits_heatmap": "bits_heatmap/{layer}",  # image after each task
     "method_stat": "method/{name}",
+    "plasticity": "plasticity/{name}",  # dormant units, srank, weight magnitude, BLIP capacity left, grad norm
     "config": "config",  # text
     "system": "system",  # text: the machine, and the precision and threads chosen for it
 }

@@ -27,7 +27,7 @@ def test_two_game_run_writes_every_file(runs, method):
     assert results["method"] == method and results["tasks"] == ["kungfu", "boxing"]
     # One evaluation game per game, each cut at TINY's 60-step limit, counted per row and game.
     assert results["episodes"] == [[1, None], [1, 1]] and results["cut"] == [[1, None], [1, 1]]
-    assert set(results["time_s"]) == {"training", "evaluation", "consolidation", "checkpoints"}
+    assert set(results["time_s"]) == {"training", "evaluation", "consolidation", "checkpoints", "diagnostics"}
     assert results["work"]["training"] == 256
     stdout = (runs / f"{method}.stdout").read_text()
     # The first line says what was chosen for this machine; the last lines split the wall time.

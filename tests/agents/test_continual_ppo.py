@@ -21,11 +21,48 @@ def test_noop_method_matches_stock_sb3_ppo_step_for_step():
     stock = PPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **PPO_KW)
     stock.learn(128)
     ours = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **PPO_KW)
+    ours.policy.transposed_inference = False  # stock SB3's arithmetic in rollouts, bit for bit
     ours.method = FineTune(ours.policy.trunk)
     ours.start_game(ours.env, 0, budget=128)  # the env SB3 seeded in the constructor, as for stock
     ours.learn(128, reset_num_timesteps=False)
     for (name, a), (_, b) in zip(stock.policy.state_dict().items(), ours.policy.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_policy_forward_and_evaluate_actions_equal_sb3_distribution_path():
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **PPO_KW)
+    policy = model.policy
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    for deterministic in (False, True):
+        torch.manual_seed(5)
+        ours = policy(obs, deterministic=deterministic)
+        torch.manual_seed(5)
+        sb3 = ActorCriticPolicy.forward(policy, obs, deterministic=deterministic)
+        for a, b in zip(ours, sb3):
+            assert a.shape == b.shape and torch.equal(a, b)
+    actions = torch.arange(8) % policy.action_space.n
+    for a, b in zip(policy.evaluate_actions(obs, actions.float()),
+                    ActorCriticPolicy.evaluate_actions(policy, obs, actions.float())):
+        assert torch.equal(a, b)
+
+
+def test_transposed_inference_weights_match_and_go_back_after_the_block():
+    model = ContinualPPO(MultiHeadPolicy, make_vec_env("boxing", n_envs=2, seed=0), **PPO_KW)
+    policy = model.policy
+    obs = torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = policy.head_logits(obs, 0)
+        with policy.weight_cast_cache():
+            cached = policy.head_logits(obs, 0)
+            with torch.enable_grad():  # gradients inside the block still reach the parameters
+                policy.head_logits(obs, 0).sum().backward()
+    assert torch.allclose(cached, plain, rtol=1e-5, atol=1e-6)
+    assert policy.trunk.linear[0].weight.grad is not None
+    assert all("forward" not in m.__dict__ for m in policy.modules())  # patched forwards removed
+    with pytest.raises(RuntimeError, match="stale"), torch.no_grad(), policy.weight_cast_cache():
+        policy.trunk.linear[0].weight.mul_(1.0)
 
 
 def _learn_two_games(method, tmp_path):
@@ -155,7 +192,7 @@ def test_weight_cast_cache_casts_trunk_weights_once_per_block_and_changes_no_out
     cached, n_cached = four_forwards(policy.weight_cast_cache())
     assert (n_uncached, n_cached) == (4, 1)  # the 64x3136 weight is cast to bf16 once per block
     assert cached.dtype == torch.float32 and torch.equal(cached, uncached)  # heads still run in float32
-    with pytest.raises(RuntimeError, match="stale bf16 weights"), torch.no_grad(), policy.weight_cast_cache():
+    with pytest.raises(RuntimeError, match="stale"), torch.no_grad(), policy.weight_cast_cache():
         policy.trunk.linear[0].weight.mul_(1.0)  # any in-place write inside the block is caught
 
 

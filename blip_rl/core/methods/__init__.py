@@ -10,12 +10,14 @@ from .blip import Blip, BlipOptions
 from .ewc import EWCOptions, OnlineEWC
 from .finetune import FineTune, FineTuneFixed
 from .l2 import L2, L2Options
+from .l2_init import L2Init, L2InitOptions
 from .mas import MAS, MASOptions
 from .packnet import PackNet, PackNetOptions
+from .redo import ReDo, ReDoOptions
 from .shrink_perturb import ShrinkPerturb, ShrinkPerturbOptions
 from .si import SI, SIOptions
 
 __all__ = ["ContinualMethod", "MethodError", "METHODS", "register", "resolve_method", "check_options", "make_method",
            "method_spec", "Blip", "BlipOptions", "OnlineEWC", "EWCOptions", "FineTune", "FineTuneFixed", "L2",
            "L2Options", "MAS", "MASOptions", "SI", "SIOptions", "PackNet", "PackNetOptions", "BCReplay", "BCReplayOptions",
-           "ShrinkPerturb", "ShrinkPerturbOptions", "TaskOutputs"]
+           "ShrinkPerturb", "ShrinkPerturbOptions", "L2Init", "L2InitOptions", "ReDo", "ReDoOptions", "TaskOutputs"]

@@ -9,6 +9,8 @@ the classification trainer call the same ones:
 ``penalty()``             a loss term added before ``backward()`` (or ``None``)
 ``before_step()``         between ``backward()`` and the optimizer step: gradient transforms
 ``after_step()``          after EVERY optimizer step (attached once with :meth:`attach_optimizer`)
+``after_update()``        after each update: a PPO rollout's epochs of minibatch steps, or a
+                          classification epoch (ReDo counts its interval in these)
 ``end_task(task, data)``  after the task, with inputs for the Fisher; returns scalar statistics
 ``retrain_budget(task, budget)``  units to train task ``task`` again after ``end_task``
                           (PackNet's retraining after pruning; 0 for most methods)
@@ -112,6 +114,10 @@ class ContinualMethod:
 
     def after_step(self) -> None:
         """Called after every optimizer step."""
+
+    def after_update(self) -> None:
+        """Called after each update (PPO: one rollout's epochs of minibatch steps; classification:
+        one epoch), after its last optimizer step."""
 
     def end_task(self, task: int, data: FisherData | None = None) -> dict[str, float]:
         """Called once the task is learned; returns statistics to log."""
