@@ -27,7 +27,6 @@ from .errors import MissingExtraError, UserError, require
 import argparse
 import sys
 import itertools
-import json
 import math
 import shlex
 import statistics
@@ -110,11 +109,7 @@ def load_run(path: str | Path) -> RunData:
     resume = f"resume it with `blip-rl {command} --resume {shlex.quote(str(path))}`, or leave it out of the report"
     if not (path / "results.json").is_file():
         raise UserError(f"{path} is an unfinished run (no results.json: no game finished yet); {resume}")
-    try:
-        results = Results.from_dict(json.loads((path / "results.json").read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path / 'results.json'} is unreadable ({exc}); it was written atomically, so it "
-                         "was changed by hand: restore it") from None
+    results = Results.load(path)
     if results.tasks != games and "games" in config:
         from .envs.family import task_names
 

@@ -7,7 +7,8 @@ export OUT
 one() {
   name=$1; method=$2; seed=$3; shift 3
   d=$OUT/$name-s$seed
-  if [ -f $d/results.json ]; then return; fi
+  # results.json is written after every game: a run is done when it holds every game
+  if [ -f $d/results.json ] && python -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r['tasks_learned'] < len(r['tasks']))" $d/results.json 2>/dev/null; then return; fi
   if [ -f $d/config.yaml ]; then
     blip-rl train --resume $d --no-progress > $d.log 2>&1
   else

@@ -148,7 +148,9 @@ def varied(runs, tmp_path_factory):
         d = _copy(run_dir, root / run_dir.name, tb=False)
         r = Results.from_dict(_results(d))
         a, b, c = 0.1 + 0.07 * i, 0.05 + 0.11 * i, 0.9 - 0.13 * i
-        r.raw, r.normalized = [[a * 100, None], [b * 100, c * 10]], [[a, None], [b, c]]
+        for row, raw, normalized in zip(r.rows, [[a * 100], [b * 100, c * 10]], [[a], [b, c]]):
+            for score, x, n in zip(row.scores, raw, normalized):
+                score.raw, score.normalized = x, n
         r.save(d)
         out[method, seed] = d
     return out
@@ -197,7 +199,7 @@ def test_unfinished_runs_name_the_resume_command(runs, tmp_path):
 
     halfway = _copy(runs["blip", 1], tmp_path / "halfway")
     r = Results.from_dict(_results(halfway))
-    r.raw, r.normalized, r.steps = r.raw[:1], r.normalized[:1], r.steps[:1]
+    del r.rows[1:]
     r.save(halfway)
     with pytest.raises(ValueError, match=r"unfinished run \(1 of 2 games learned\)") as err:
         rep.make_report([runs["ft", 1], halfway], tmp_path / "out")

@@ -255,8 +255,6 @@ def _newest_checkpoint(run_dir: Path) -> Path | None:
 def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) -> int:
     import torch
 
-    import json
-
     from ..continual import Results, run_sequence
     from ..core import make_method
     from ..io import atomic_write_text
@@ -314,7 +312,7 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
         remove_stale_temp_files(run_dir)  # left by a kill in the middle of a write
         checkpoint = _newest_checkpoint(run_dir)
         if (run_dir / "results.json").is_file():
-            results = Results.from_dict(json.loads((run_dir / "results.json").read_text()))
+            results = Results.load(run_dir)
         if results is not None and results.method != method.name:
             raise UserError(f"{run_dir} is a run of method {results.method!r}, this config builds {method.name!r}")
         info = system_info(runtime)

@@ -38,8 +38,6 @@ def resumed_precision(run_dir: Path, cfg) -> str:
 
 def _resume_state(run_dir: Path):
     """Config, results and newest checkpoint payload (or None) of an existing run dir."""
-    import json as _json
-
     from ..agents.checkpoint import read_checkpoint
     from ..config import load_config
     from ..continual import LATEST, PROGRESS, Results
@@ -48,12 +46,7 @@ def _resume_state(run_dir: Path):
         raise UserError(f"{run_dir} is not a blip-rl run dir (no config.yaml); start a run with --run-dir")
     cfg = load_config(run_dir / "config.yaml")
     results = None
-    if (run_dir / "results.json").is_file():
-        try:
-            results = Results.from_dict(_json.loads((run_dir / "results.json").read_text()))
-        except (ValueError, KeyError) as exc:
-            raise UserError(f"{run_dir / 'results.json'} is unreadable ({exc}); it was written atomically, so "
-                            "it was changed by hand: restore it or start a new run") from None
+    results = Results.load(run_dir) if (run_dir / "results.json").is_file() else None
     payloads = [read_checkpoint(run_dir / "checkpoints" / name) for name in (LATEST, PROGRESS)
                 if (run_dir / "checkpoints" / name).is_file()]
     payload = max(payloads, key=lambda p: (p["global_step"], p["tasks_done"]), default=None)

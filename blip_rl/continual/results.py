@@ -1,17 +1,20 @@
-"""The score matrix of a continual run and its files (``results.json``, ``results.csv``)."""
+"""The results of a continual run as records (a :class:`Row` of :class:`TaskScore` per task learned)
+and their files (``results.json``, ``results.csv``)."""
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .. import metrics
+from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_text
 
-__all__ = ["Results", "Evaluation", "TIME_PARTS"]
+__all__ = ["Results", "Row", "TaskScore", "Evaluation", "TIME_PARTS", "FORMAT"]
 
 #: The parts of a run's wall time, in the order the end-of-run line shows them.
 TIME_PARTS = ("training", "evaluation", "consolidation", "checkpoints", "diagnostics")
@@ -34,49 +37,103 @@ class Evaluation:
     seconds: float = 0.0
 
 
+#: The version of ``results.json`` this code writes; :meth:`Results.from_dict` reads every
+#: earlier one (1: seven parallel matrices ``raw``, ``normalized``, ... and no ``rows``).
+FORMAT = 2
+
+
+@dataclass
+class TaskScore:
+    """What one evaluation measured on one task. A new per-task quantity is one field here: it is
+    written in ``rows`` and in its matrix view of ``results.json``, and read back, with no other change."""
+
+    #: Mean raw score (game score, or accuracy).
+    raw: float
+    #: The score normalized by the task's random and reference scores (None: no reference).
+    normalized: float | None = None
+    #: Evaluation games played (None: n/a, e.g. classification).
+    episodes: int | None = None
+    #: Of those, games cut at the step limit instead of ending by themselves (None: n/a).
+    cut: int | None = None
+    #: Mean KL(then || now) of the task's kept states (:mod:`blip_rl.continual.drift`; None: not measured).
+    drift: float | None = None
+    #: Share of the task's kept states whose greedy action changed since the task was learned.
+    greedy_changed: float | None = None
+
+
+#: The per-task quantities, in the order of :class:`TaskScore`'s fields.
+SCORE_FIELDS = tuple(f.name for f in fields(TaskScore))
+#: ``results.csv`` column names that differ from the field's (kept as the TensorBoard tag says).
+_CSV_NAMES = {"drift": "policy_drift"}
+
+
+@dataclass
+class Row:
+    """The evaluation after task ``after`` (0-based) was learned: one score per task learned so far."""
+
+    after: int
+    step: int
+    scores: list[TaskScore]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"after": self.after, "step": self.step, "scores": [asdict(s) for s in self.scores]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Row":
+        known = set(SCORE_FIELDS)
+        return cls(after=int(d["after"]), step=int(d["step"]),
+                   scores=[TaskScore(**{k: v for k, v in s.items() if k in known}) for s in d["scores"]])
+
+
 @dataclass
 class Results:
-    """Scores after each task: ``raw[i][j]`` and ``normalized[i][j]`` on task j after task i.
+    """Scores after each task: ``rows[i].scores[j]`` is task j as measured after task i was learned.
 
-    Entries for tasks not learned yet are ``None``. ACC and BWT are computed on the normalized
-    scores (raw accuracies for classification, scores mapped to [0, 1] for Atari).
+    ``raw[i][j]``, ``normalized[i][j]`` and the other matrices are views of the rows, padded with
+    None for tasks not learned yet. ACC and BWT are computed on the normalized scores (raw
+    accuracies for classification, scores mapped to [0, 1] for Atari).
     """
 
     tasks: list[str]
     method: str
-    raw: list[list[float | None]] = field(default_factory=list)
-    normalized: list[list[float | None]] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    #: ``cut[i][j]``: evaluation games of task j after task i cut at the step limit (None: n/a).
-    cut: list[list[int | None]] = field(default_factory=list)
-    #: ``episodes[i][j]``: evaluation games played of task j after task i (None: n/a).
-    episodes: list[list[int | None]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     #: Wall seconds per part of the run (:data:`TIME_PARTS`), added up across resumes.
     time_s: dict[str, float] = field(default_factory=dict)
     #: Env steps (or samples) per part: ``training`` and ``evaluation``, for throughputs.
     work: dict[str, int] = field(default_factory=dict)
-    #: ``drift[i][j]``: mean KL(then || now) of task j's kept states after task i
-    #: (:mod:`blip_rl.continual.drift`; None: not measured).
-    drift: list[list[float | None]] = field(default_factory=list)
-    #: ``changed[i][j]``: share of task j's kept states whose greedy action changed, after task i.
-    changed: list[list[float | None]] = field(default_factory=list)
     #: Every evaluation of the run, periodic ones included: ``{"step", "task" (index of the task
     #: being learned), "raw", "normalized"}`` (lists over the tasks evaluated) and, where measured,
     #: ``"plasticity"`` (:mod:`blip_rl.continual.plasticity`). Forward transfer
     #: and the area under the accumulated normalized reward are computed from it.
     curve: list[dict[str, Any]] = field(default_factory=list)
 
+    def matrix(self, name: str) -> list[list[Any]]:
+        """``[i][j]``: :class:`TaskScore` field ``name`` of task j after task i (None where not learned)."""
+        return [[getattr(sc, name) for sc in row.scores] + [None] * (len(self.tasks) - len(row.scores))
+                for row in self.rows]
+
+    raw = property(lambda self: self.matrix("raw"), doc="``raw[i][j]``: raw score of task j after task i.")
+    normalized = property(lambda self: self.matrix("normalized"), doc="normalized score of task j after task i.")
+    cut = property(lambda self: self.matrix("cut"), doc="games of task j cut at the step limit, after task i.")
+    episodes = property(lambda self: self.matrix("episodes"), doc="games of task j played after task i.")
+    drift = property(lambda self: self.matrix("drift"), doc="policy drift of task j after task i.")
+    changed = property(lambda self: self.matrix("greedy_changed"), doc="greedy actions of task j changed.")
+    steps = property(lambda self: [row.step for row in self.rows], doc="the env step of each row.")
+
+    @property
+    def tasks_learned(self) -> int:
+        return len(self.rows)
+
     def add_row(self, raw: list[float], normalized: list[float | None], step: int, *,
                 cut: list[int | None] | None = None, episodes: list[int | None] | None = None,
                 drift: list[float | None] | None = None, changed: list[float | None] | None = None) -> None:
-        pad = [None] * (len(self.tasks) - len(raw))
-        self.raw.append(list(raw) + pad)
-        self.normalized.append(list(normalized) + pad)
-        self.steps.append(int(step))
-        self.cut.append(list(cut if cut is not None else [None] * len(raw)) + pad)
-        self.episodes.append(list(episodes if episodes is not None else [None] * len(raw)) + pad)
-        self.drift.append(list(drift if drift is not None else [None] * len(raw)) + pad)
-        self.changed.append(list(changed if changed is not None else [None] * len(raw)) + pad)
+        """The evaluation after the next task: each list has one entry per task learned so far."""
+        def column(values):
+            return list(values) if values is not None else [None] * len(raw)
+        self.rows.append(Row(after=len(self.rows), step=int(step), scores=[
+            TaskScore(raw=r, normalized=n, episodes=e, cut=c, drift=d, greedy_changed=g)
+            for r, n, e, c, d, g in zip(raw, normalized, column(episodes), column(cut), column(drift),
+                                         column(changed))]))
 
     def add_point(self, step: int, task: int, raw: list[float], normalized: list[float | None], *,
                   plasticity: dict[str, float] | None = None) -> None:
@@ -122,51 +179,57 @@ class Results:
         return metrics.bwt(self._scored())
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` payload. The rows are the record; the matrices beside them are views
+        written for jq and pandas readers, never read back."""
         def clean(x):
             return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-        return {
+        out: dict[str, Any] = {
+            "format": FORMAT,
             "method": self.method,
             "tasks": self.tasks,
-            "tasks_learned": len(self.raw),
-            "raw": self.raw,
-            "normalized": self.normalized,
+            "tasks_learned": self.tasks_learned,
+            "acc": clean(self.acc) if self.rows else None,
+            "bwt": clean(self.bwt) if self.rows else None,
+            "rows": [row.to_dict() for row in self.rows],
             "steps": self.steps,
-            "acc": clean(self.acc) if self.raw else None,
-            "bwt": clean(self.bwt) if self.raw else None,
-            "cut": self.cut,
-            "episodes": self.episodes,
-            "time_s": self.time_s,
-            "work": self.work,
-            "drift": self.drift,
-            "greedy_changed": self.changed,
-            "curve": self.curve,
         }
+        out.update({name: self.matrix(name) for name in SCORE_FIELDS})
+        out.update(time_s=self.time_s, work=self.work, curve=self.curve)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Results":
-        rows = len(d["raw"])
-        # Files of earlier versions have no cut/episodes/time entries.
-        empty = [[None] * len(d["tasks"]) for _ in range(rows)]
-        return cls(tasks=list(d["tasks"]), method=d["method"], raw=d["raw"], normalized=d["normalized"],
-                   steps=list(d["steps"]), cut=d.get("cut") or [list(r) for r in empty],
-                   episodes=d.get("episodes") or [list(r) for r in empty],
-                   time_s=dict(d.get("time_s") or {}), work=dict(d.get("work") or {}),
-                   drift=d.get("drift") or [list(r) for r in empty],
-                   changed=d.get("greedy_changed") or [list(r) for r in empty], curve=list(d.get("curve") or []))
+        """A ``results.json`` payload of any format up to :data:`FORMAT`."""
+        version = d.get("format", 1)
+        if not isinstance(version, int) or version > FORMAT:
+            raise ValueError(f"results format {version!r} is newer than this blip-rl reads ({FORMAT}): "
+                             "upgrade blip-rl")
+        rows = [Row.from_dict(r) for r in d["rows"]] if version >= 2 else _rows_of_format_1(d)
+        return cls(tasks=list(d["tasks"]), method=d["method"], rows=rows, time_s=dict(d.get("time_s") or {}),
+                   work=dict(d.get("work") or {}), curve=list(d.get("curve") or []))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Results":
+        """``results.json`` of a run dir (or the file itself); a :class:`~blip_rl.errors.UserError`
+        that says what to do when it is missing or unreadable."""
+        path = Path(path)
+        file = path / "results.json" if path.is_dir() else path
+        try:
+            return cls.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise UserError(f"{file} does not exist: no task of this run has finished yet") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{file} is unreadable ({exc}); it is written atomically, so it was changed by hand: "
+                            "restore it or start a new run") from None
 
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["after_task", "step", "eval_task", "raw", "normalized", "episodes", "cut", "policy_drift",
-                    "greedy_changed"])
-
-        def cell(x):
-            return "" if x is None else x
-
-        for i, (rr, nn) in enumerate(zip(self.raw, self.normalized)):
-            for j, task in enumerate(self.tasks[: i + 1]):
-                w.writerow([self.tasks[i], self.steps[i], task, rr[j], cell(nn[j]), cell(self.episodes[i][j]),
-                            cell(self.cut[i][j]), cell(self.drift[i][j]), cell(self.changed[i][j])])
+        w.writerow(["after_task", "step", "eval_task", *(_CSV_NAMES.get(name, name) for name in SCORE_FIELDS)])
+        for row in self.rows:
+            for task, sc in zip(self.tasks, row.scores):
+                w.writerow([self.tasks[row.after], row.step, task,
+                            *("" if getattr(sc, name) is None else getattr(sc, name) for name in SCORE_FIELDS)])
         return buf.getvalue()
 
     def save(self, run_dir: str | Path) -> None:
@@ -185,6 +248,17 @@ class Results:
         if self.raw:
             lines.append(f"ACC {self.acc:.3f}   BWT {self.bwt:.3f}" + ("" if len(self.raw) > 1 else " (one task)"))
         return "\n".join(lines)
+
+
+def _rows_of_format_1(d: dict[str, Any]) -> list[Row]:
+    """Rows of a format-1 file: parallel matrices padded with None for tasks not learned (``cut``,
+    ``episodes``, ``drift`` and ``greedy_changed`` are absent from the earliest files)."""
+    def entry(name: str, i: int, j: int) -> Any:
+        matrix = d.get(name) or []
+        return matrix[i][j] if i < len(matrix) and j < len(matrix[i]) else None
+    return [Row(after=i, step=int(step),
+                scores=[TaskScore(**{name: entry(name, i, j) for name in SCORE_FIELDS}) for j in range(i + 1)])
+            for i, step in enumerate(d["steps"])]
 
 
 def _duration(seconds: float) -> str:
