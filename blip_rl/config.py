@@ -418,6 +418,13 @@ def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
         head = head.replace("-", "_")
         if head not in hints:
             near = difflib.get_close_matches(head, list(hints), n=1)
+            # a section's key given at the top (learning_rate for ppo.learning_rate) names its section
+            inner = {name: f"{section}.{name}" for section, hint in hints.items() if dataclasses.is_dataclass(hint)
+                     for name in _hints(hint)}
+            near_inner = difflib.get_close_matches(head, list(inner), n=1)
+            if near_inner and (not near or near_inner[0] == head or difflib.SequenceMatcher(
+                    None, head, near_inner[0]).ratio() > difflib.SequenceMatcher(None, head, near[0]).ratio()):
+                near = [inner[near_inner[0]]]
             hint = f"; did you mean {prefix}{near[0]!s}?" if near else f"; valid keys: {sorted(hints)}"
             raise ConfigError(f"unknown config key '{prefix}{raw_key}'{hint}")
         if rest and typing.get_origin(hints[head]) is dict:  # --set method_options.strength=2

@@ -81,12 +81,12 @@ def _sweep_config(args: argparse.Namespace):
 
 def _resolve(device: str, precision: str, threads: int, n_envs: int, cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Device, precision and threads for one run of the sweep, where that run would train."""
-    from .commands.common import resolve_runtime_or_exit, run_workload
+    from .runtime import resolve, run_workload
     from .config import TrainConfig, merge
 
     cfg = merge(TrainConfig(), cfg_dict)
-    return resolve_runtime_or_exit(device=device, precision=precision, threads=threads, n_envs=n_envs,
-                                   workload=run_workload(cfg)).to_dict()
+    return resolve(device=device, precision=precision, threads=threads, n_envs=n_envs,
+                   workload=run_workload(cfg)).to_dict()
 
 
 def resolve_sweep_runtime(args: argparse.Namespace, cfg, ray=None) -> dict[str, Any]:

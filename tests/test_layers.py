@@ -1,6 +1,7 @@
 """The layout shows itself: what each layer may import.
 
-core < continual < agents / envs / classification < the commands < cli (dispatch only). The core
+core < continual < agents / envs / classification < the Python API (api, runtime) < the commands
+< cli (dispatch only). The core
 imports only torch, numpy and the standard library; a layer never imports one above it.
 """
 import ast
@@ -18,12 +19,13 @@ PACKAGES = {
     "agents": ("blip_rl.agents", 2),
     "envs": ("blip_rl.envs", 2),
     "blip_rl/classification": ("blip_rl.classification", 2),
-    "blip_rl/commands": ("blip_rl.commands", 3),
+    "blip_rl/commands": ("blip_rl.commands", 4),
 }
 #: Modules directly in blip_rl/: shared helpers below everything, and the commands on top.
 HELPERS = {"blip_rl.errors": 0, "blip_rl.io": 0, "blip_rl.metrics": 0, "blip_rl.system": 0, "blip_rl.precision": 0,
-           "blip_rl.threads": 0, "blip_rl.flags": 0, "blip_rl.config": 1, "blip_rl.cli": 4}
-TOP = 3  # the commands (blip_rl/commands/, report, record, sweep, toy); cli (dispatch only) above them
+           "blip_rl.threads": 0, "blip_rl.flags": 0, "blip_rl.config": 1, "blip_rl.runtime": 3, "blip_rl.api": 3,
+           "blip_rl.cli": 5}
+TOP = 4  # the commands (blip_rl/commands/, report, record, sweep, toy); cli (dispatch only) above them
 THIRD_PARTY_IN_CORE = {"torch", "numpy"}
 
 

@@ -336,7 +336,7 @@ def test_a_run_resumed_another_way_says_so(runs, tmp_path):
 
     import yaml
 
-    from blip_rl.commands.train import record_resumed_runtime as _record_resumed_runtime
+    from blip_rl.api import record_resumed_runtime as _record_resumed_runtime
     from blip_rl.system import resolve_runtime
 
     run = _copy(runs[("ft", 1)], tmp_path / "ft-s1")

@@ -100,7 +100,7 @@ def test_a_minibatch_count_that_does_not_divide_the_rollout_is_fitted_with_a_not
 def test_a_resumed_auto_run_keeps_its_precision_on_the_same_kind_of_machine(tmp_path):
     import yaml
 
-    from blip_rl.commands.train import resumed_precision as _resumed_precision
+    from blip_rl.api import resumed_precision as _resumed_precision
     from blip_rl.config import load_config, to_dict
 
     cfg = load_config(None, {"device": "cpu"})

@@ -1,5 +1,5 @@
-"""What the commands share: one help format, the config flags (declared once), the runtime
-(device, precision, threads) a command resolves, and the files a new run starts with.
+"""What the commands share: one help format, the config flags (declared once) and the runtime
+flags (device, precision, threads; resolved by :mod:`blip_rl.runtime`).
 
 Library code never prints; the command modules do. Every user error ends in one line on stderr
 and exit code 2 (:data:`EXIT_USAGE`), never a traceback.
@@ -7,16 +7,13 @@ and exit code 2 (:data:`EXIT_USAGE`), never a traceback.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 
 __all__ = ["EXIT_USAGE", "CONFIG_FLAGS", "HelpFormatter", "Parser", "add_config_flags", "checkpoint_runtime",
-           "given_config_flags", "precision_flag", "resolve_runtime_or_exit", "run_workload", "threads_flag",
-           "train_overrides", "write_run_files"]
+           "given_config_flags", "precision_flag", "threads_flag", "train_overrides"]
 
 EXIT_USAGE = 2
 
@@ -42,23 +39,6 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def write_run_files(run_dir: Path, config: dict[str, Any], argv: list[str], runtime=None) -> None:
-    """``config.yaml`` (with a ``runtime:`` section saying what was chosen on this machine and
-    why; it is read back as information only), ``command.txt`` and ``system_info.txt``."""
-    import yaml
-
-    from ..config import RUNTIME_KEY
-    from ..io import atomic_write_text
-    from ..system import system_info
-
-    if runtime is not None:
-        config = {**config, RUNTIME_KEY: runtime.to_dict()}
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    atomic_write_text(run_dir / "command.txt", shlex.join(["blip-rl", *argv]) + "\n")
-    if runtime is not None:
-        atomic_write_text(run_dir / "system_info.txt", system_info(runtime))
-
-
 def threads_flag(args: argparse.Namespace) -> int | None:
     """``--threads N`` (N >= 1), or None when it was not given."""
     threads = getattr(args, "threads", None)
@@ -76,83 +56,12 @@ def precision_flag(args: argparse.Namespace) -> str | None:
     return args.precision
 
 
-def resolve_runtime_or_exit(*, device: str, precision: str, threads: int | None, n_envs: int, workload=None,
-                            recalibrate: bool = False):
-    """:func:`blip_rl.system.resolve_runtime` for a command: says on stderr when a calibration
-    starts (seconds, once per machine) and prints each warning once, on stderr.
-
-    :param workload: the network ``auto`` calibrates (:func:`blip_rl.agents.calibration.update_workload`).
-    """
-    from ..system import resolve_runtime
-
-    def calibrating(line: str) -> None:
-        print(f"blip-rl: {line}", file=sys.stderr, flush=True)
-
-    runtime = resolve_runtime(device=device, precision=precision, threads=threads or 0, n_envs=n_envs,
-                              workload=workload, recalibrate=recalibrate, on_calibrate=calibrating)
-    for warning in runtime.warnings:
-        print(f"blip-rl: warning: {warning}", file=sys.stderr)
-    return runtime
-
-
-def run_workload(cfg=None):
-    """The update an Atari run with ``cfg`` makes, for ``--precision auto``'s calibration."""
-    from ..agents.calibration import update_workload
-
-    return update_workload(cfg)
-
-
 def checkpoint_runtime(path: str | Path, args: argparse.Namespace, *, n_envs: int):
-    """The runtime of ``eval``/``record`` for an Atari checkpoint: the device kind, precision and
-    threads it was trained with (recorded in it), each unless a flag says otherwise, so that
-    ``eval`` reproduces the run's own evaluation by default. Recorded bf16 is followed only
-    where bf16 is native here; recorded threads only up to the cores (and ``OMP_NUM_THREADS``,
-    ``SLURM_CPUS_PER_TASK``) this process may use. A checkpoint that records none (older ones)
-    gets ``auto``, which reads the same calibrated verdict on the machine it trained on.
+    """:func:`blip_rl.runtime.checkpoint_runtime` with ``--device``, ``--precision`` (``--fast``) and ``--threads``."""
+    from ..runtime import checkpoint_runtime as resolve
 
-    :raises CheckpointError: the checkpoint cannot be read (before anything is calibrated).
-    """
-    import dataclasses
-
-    from ..agents.checkpoint import read_checkpoint
-    from ..config import TrainConfig, merge
-    from ..system import bf16_support, resolve_device, usable_cores
-    from ..threads import env_thread_cap
-
-    state = read_checkpoint(path)["state"]
-    trained = state.get("runtime") or {}
-    try:
-        cfg = merge(TrainConfig(), {k: v for k, v in (state.get("config") or {}).items()
-                                    if k in ("features_dim", "env", "ppo")})
-    except UserError:
-        cfg = TrainConfig()
-    trained_kind = str(trained.get("device", "")).split(":")[0]
-    device = getattr(args, "device", None)
-    if device is None:
-        import torch
-
-        device = "cuda" if trained_kind == "cuda" and torch.cuda.is_available() else "cpu" if trained_kind else "auto"
-    here = resolve_device(device)
-    same_kind = bool(trained_kind) and here.type == trained_kind
-    precision = precision_flag(args)
-    follow_precision = precision is None and same_kind and trained.get("precision") in ("fp32", "bf16") and (
-        trained["precision"] == "fp32" or bf16_support(here)[0])
-    if follow_precision:
-        precision = trained["precision"]
-    threads = threads_flag(args)
-    cap = env_thread_cap()
-    limit = min(usable_cores(), cap[0]) if cap else usable_cores()
-    follow_threads = threads is None and same_kind and 1 <= int(trained.get("torch_threads") or 0) <= limit
-    if follow_threads:
-        threads = int(trained["torch_threads"])
-    runtime = resolve_runtime_or_exit(device=device, precision=precision or "auto", threads=threads, n_envs=n_envs,
-                                      workload=run_workload(cfg))
-    changes = {}
-    if follow_precision:
-        changes["precision_reason"] = "as the checkpoint trained"
-    if follow_threads:
-        changes["threads_reason"] = "as the checkpoint trained"
-    return dataclasses.replace(runtime, **changes) if changes else runtime
+    return resolve(path, device=getattr(args, "device", None), precision=precision_flag(args),
+                   threads=threads_flag(args), n_envs=n_envs)
 
 
 #: The flags that set a run's config, declared once: ``train`` adds them all, ``sweep`` adds

@@ -5,127 +5,65 @@ import argparse
 import json
 import sys
 
-from .common import checkpoint_runtime
+from .common import precision_flag, threads_flag
 
 __all__ = ["register"]
 
 
-def _checkpoint_learner(path: str) -> str | None:
-    """Which learner wrote the checkpoint at ``path`` (None: unreadable here; the reader says why)."""
-    import torch
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # the learner's own reader gives the error
-        return None
-    if not isinstance(payload, dict):
-        return None
-    if str(payload.get("format", "")).startswith("blip-rl/classification"):
-        return "classification"
-    return payload.get("learner")
-
-
-def _eval_classification(args: argparse.Namespace) -> int:
-    """``blip-rl eval`` of a classification checkpoint: test accuracy of one task with its head."""
-    from ..classification.datasets import load_benchmark
-    from ..classification.learner import load_checkpoint as load_classify
-
-    loaded = load_classify(args.checkpoint)
-    learned = loaded.task_names[: loaded.tasks_done]
-    if args.game not in learned:
-        from ..continual.checkpoint import not_learned
-
-        raise not_learned(args.checkpoint, args.game, learned, noun="task")
-    k = loaded.task_names.index(args.game)
-    config = loaded.extra.get("config") or {}
-    tasks = load_benchmark(config["benchmark"], config.get("data_dir"), seed=loaded.seed, **(config.get("data") or {}))
-    task = tasks[k]
-    loaded.method.before_eval(k + 1)
-    try:
-        import torch
-
-        loaded.model.eval()
-        with torch.no_grad():
-            correct = sum(int((loaded.model(x, k).argmax(1) == y).sum())
-                          for x, y in zip(task.x_test.split(1000), task.y_test.split(1000)))
-    finally:
-        loaded.method.after_eval(k + 1)
-    acc = correct / len(task.x_test)
-    out = {"checkpoint": str(args.checkpoint), "task": task.name, "accuracy": acc, "test_samples": len(task.x_test),
-           "tasks_done": loaded.tasks_done, "tasks_learned": learned, "method": loaded.method.name}
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print(f"{task.name} with head {k} of {args.checkpoint} (learned {', '.join(learned)}): "
-              f"test accuracy {100 * acc:.2f}% on {len(task.x_test)} samples")
-    return 0
-
-
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
-    if _checkpoint_learner(args.checkpoint) == "classification":
-        return _eval_classification(args)
+    from ..api import evaluate
+    from ..continual.checkpoint import checkpoint_learner
+
+    if checkpoint_learner(args.checkpoint) == "classification":
+        out = evaluate(args.checkpoint, args.game)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            print(f"{out['task']} with head {out['head']} of {args.checkpoint} (learned "
+                  f"{', '.join(out['tasks_learned'])}): test accuracy {100 * out['accuracy']:.2f}% on "
+                  f"{out['test_samples']} samples")
+        return 0
     from tqdm import tqdm
 
-    from ..agents.checkpoint import load_checkpoint, load_method
-    from ..agents.evaluation import evaluate_game
-    from ..config import merge, TrainConfig
-    from ..envs.family import family_of
+    from ..agents.checkpoint import checkpoint_task, read_checkpoint
 
-    from ..agents.checkpoint import checkpoint_task
+    game = checkpoint_task(args.checkpoint, args.game)[0]  # a game it has not learned: one line, before a bar
+    config = read_checkpoint(args.checkpoint)["state"]["config"]
+    episodes = args.episodes or (config.get("eval") or {}).get("episodes") or 0
+    max_steps = args.max_episode_steps or (config.get("eval") or {}).get("max_episode_steps")
+    bars = []  # made once the runtime line is out, so that the line comes first
 
-    game, head, learned = checkpoint_task(args.checkpoint, args.game)
-    runtime = checkpoint_runtime(args.checkpoint, args, n_envs=args.episodes or 64)
-    runtime.apply()
-    policy, meta = load_checkpoint(args.checkpoint, device=runtime.device)
-    policy.autocast_dtype = runtime.dtype
-    method = load_method(meta, policy)  # a method that acts at evaluation time acts here too
-    overrides = {k: v for k, v in meta["state"]["config"].items() if k in ("env", "eval", "seed", "normalization")}
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.max_episode_steps is not None:
-        overrides["eval.max_episode_steps"] = args.max_episode_steps
-    if args.sample:
-        overrides["eval.deterministic"] = False
-    cfg = merge(TrainConfig(), overrides)
-    seed = cfg.seed
-    episodes = args.episodes or cfg.eval.episodes
-    if not args.json:
-        print(f"blip-rl: {runtime.summary()}", file=sys.stderr)
-    bar = tqdm(total=episodes, unit="game", dynamic_ncols=True, disable=args.json or args.no_progress,
-               desc=f"eval {game.name}")
-
-    def on_step(steps: int) -> None:
-        bar.set_postfix_str(f"step {steps}/{cfg.eval.max_episode_steps}")
+    def started(runtime) -> None:
+        if not args.json:
+            print(f"blip-rl: {runtime.summary()}", file=sys.stderr)
+        bars.append(tqdm(total=episodes, unit="game", dynamic_ncols=True, disable=args.json or args.no_progress,
+                         desc=f"eval {game.name}"))
 
     # The same evaluation as during training (same seeds): with the run's settings and the same
     # number of episodes, this reproduces the row of results.json for that checkpoint.
     try:
-        played = evaluate_game(policy, head, game, cfg, seed=seed, episodes=episodes, method=method,
-                               on_episode=lambda done, total: bar.update(done - bar.n), on_step=on_step,
-                               num_threads=runtime.env_threads)
+        out = evaluate(args.checkpoint, args.game, episodes=args.episodes, seed=args.seed,
+                       deterministic=False if args.sample else None, max_episode_steps=args.max_episode_steps,
+                       device=args.device, precision=precision_flag(args), threads=threads_flag(args),
+                       on_episode=lambda done, total: bars[0].update(done - bars[0].n),
+                       on_step=lambda steps: bars[0].set_postfix_str(f"step {steps}/{max_steps}"),
+                       on_runtime=started)
     finally:
-        bar.close()
-    scores = played.scores
-    mean = sum(scores) / len(scores)
-    out = {"checkpoint": str(args.checkpoint), "game": game.name, "episodes": len(scores), "seed": seed,
-           "precision": runtime.precision, "fast": runtime.precision == "bf16",
-           "scores": scores, "mean": mean, "normalized": family_of(game).normalize(game, mean, cfg.normalization),
-           "episode_steps": played.lengths, "cut": played.n_cut, "max_episode_steps": cfg.eval.max_episode_steps,
-           "seconds": round(played.seconds, 3), "tasks_done": meta["tasks_done"], "games_learned": learned}
+        for bar in bars:
+            bar.close()
     if args.json:
         print(json.dumps(out))
-    else:
-        norm = out["normalized"]
-        print(f"{game.title} ({game.name}) with head {head} of {args.checkpoint} "
-              f"(learned {', '.join(learned)}):")
-        print(f"  mean raw score {mean:.1f} over {len(scores)} games"
-              + (f", normalized {norm:.3f}" if norm is not None else ""))
-        print("  scores: " + ", ".join(f"{s:.0f}" for s in scores))
-        cut = f"; {played.n_cut} cut at {cfg.eval.max_episode_steps} steps" if played.n_cut else ""
-        print(f"  {played.env_steps:,} env steps in {played.seconds:.1f} s "
-              f"({played.env_steps / max(played.seconds, 1e-9):,.0f} steps/s){cut}")
+        return 0
+    norm, mean, scores = out["normalized"], out["mean"], out["scores"]
+    print(f"{out['title']} ({out['game']}) with head {out['head']} of {args.checkpoint} "
+          f"(learned {', '.join(out['games_learned'])}):")
+    print(f"  mean raw score {mean:.1f} over {len(scores)} games" + (f", normalized {norm:.3f}" if norm is not None
+                                                                     else ""))
+    print("  scores: " + ", ".join(f"{s:.0f}" for s in scores))
+    cut = f"; {out['cut']} cut at {out['max_episode_steps']} steps" if out["cut"] else ""
+    print(f"  {out['env_steps']:,} env steps in {out['seconds']:.1f} s "
+          f"({out['env_steps'] / max(out['seconds'], 1e-9):,.0f} steps/s){cut}")
     return 0
-
 
 
 def register(sub) -> None:

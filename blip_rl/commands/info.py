@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from .common import resolve_runtime_or_exit, run_workload, threads_flag
+from ..runtime import resolve, run_workload
+from .common import threads_flag
 
 __all__ = ["register"]
 
@@ -27,8 +28,8 @@ def cmd_info(args: argparse.Namespace, argv: list[str]) -> int:
                       "on CUDA, auto follows the GPU's bf16 support")
             raise UserError(f"--calibrate measures bf16 against fp32 for --precision auto on a CPU; there is "
                             f"nothing to calibrate here ({reason})")
-    runtime = resolve_runtime_or_exit(device=args.device, precision=args.precision, threads=threads_flag(args),
-                                      n_envs=args.n_envs, workload=run_workload(cfg), recalibrate=args.calibrate)
+    runtime = resolve(device=args.device, precision=args.precision, threads=threads_flag(args),
+                      n_envs=args.n_envs, workload=run_workload(cfg), recalibrate=args.calibrate)
     print(system_info(runtime), end="")
     return 0
 

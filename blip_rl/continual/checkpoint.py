@@ -81,6 +81,20 @@ def write_checkpoint(path: str | Path, learner: Any, method: ContinualMethod, *,
                                          results=results, drift=drift), path)
 
 
+def checkpoint_learner(path: str | Path) -> str | None:
+    """Which learner wrote the checkpoint at ``path``: ``"classification"``, the RL learner's name,
+    or None where it cannot be read here (the learner's own reader then says why)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # the learner's own reader gives the error
+        return None
+    if not isinstance(payload, dict):
+        return None
+    if str(payload.get("format", "")).startswith("blip-rl/classification"):
+        return "classification"
+    return payload.get("learner")
+
+
 def not_learned(path: str | Path, name: str, learned: list[str], *, noun: str = "game") -> CheckpointError:
     """The error for a ``noun`` the checkpoint at ``path`` has not learned, saying what it has, or
     (a ``progress.pt`` saved inside the first task) which checkpoint to evaluate instead."""

@@ -93,6 +93,8 @@ class Interrupted(Exception):
 
     def __init__(self, step: int, checkpoint: Path) -> None:
         super().__init__(f"stopped at step {step}; checkpoint {checkpoint}")
+        #: The signal that asked the run to stop (set by the run driver), or None.
+        self.signum: int | None = None
         self.step = step
         self.checkpoint = checkpoint
 

@@ -16,7 +16,10 @@ class StopOnSignal:
 
     def __enter__(self) -> "StopOnSignal":
         import signal
+        import threading
 
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals: a run in a thread stops as Python does
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
