@@ -43,11 +43,12 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "packaging>=21", "scikit-learn>=1.2", "ray>=2.10,<3", "matplotlib>=3.7,<4",
-                 "pillow>=9"],
+                 "pillow>=9", "wandb>=0.17"],
         "classification": ["scikit-learn>=1.2", "scipy>=1.9"],
         "ray": ["ray>=2.10,<3"],
         "report": ["matplotlib>=3.7,<4", "pillow>=9"],
-        "record": ["imageio-ffmpeg>=0.4.9"],  # MP4 output of `blip-rl record` (GIF needs only pillow)
+        "record": ["imageio-ffmpeg>=0.4.9"],
+        "wandb": ["wandb>=0.17"],  # --wandb PROJECT: the run mirrored to Weights & Biases  # MP4 output of `blip-rl record` (GIF needs only pillow)
     },
     entry_points={"console_scripts": ["blip-rl=blip_rl.cli:main"]},
 )

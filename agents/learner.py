@@ -305,6 +305,19 @@ class PPOLearner:
         value = getattr(self.model, "last_grad_norm", None)
         return None if value is None or value != value else float(value)
 
+    def mirror_scalars(self, scalar: Callable[[str, float, int], None]) -> None:
+        """Also send SB3's own scalars (``train/*``, ``rollout/*``, ``time/fps``) to ``scalar(key,
+        value, step)`` (a W&B mirror), with the step TensorBoard gets."""
+        from stable_baselines3.common.logger import KVWriter
+
+        class Forward(KVWriter):
+            def write(self, key_values, key_excluded, step=0):  # noqa: ARG002 (SB3's signature)
+                for key, value in key_values.items():
+                    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+                        scalar(key, float(value), int(step))
+
+        self.model.logger.output_formats.append(Forward())
+
     def close(self) -> None:
         self.env.close()
 

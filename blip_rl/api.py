@@ -27,6 +27,7 @@ from .continual.results import Results
 from .continual.scheduler import Interrupted
 from .errors import UserError
 from .io import lock_run_dir, make_run_dir, remove_stale_temp_files
+from .logging.mirror import check_wandb
 
 __all__ = ["train", "resume", "evaluate", "load", "Agent", "Interrupted", "run_training", "start_training",
            "resume_training", "resumed_precision", "record_resumed_runtime"]
@@ -119,6 +120,7 @@ def start_training(cfg: Any, run_dir: str | Path, *, argv: Sequence[str]) -> _Ru
     notes = _reference_warnings(cfg)
     runtime = resolve(device=cfg.device, precision=cfg.precision, threads=cfg.threads, n_envs=cfg.env.n_envs,
                       workload=run_workload(cfg))
+    check_wandb(cfg.wandb, Path(run_dir))
     run_dir = make_run_dir(Path(run_dir))
     write_run_files(run_dir, to_dict(cfg), list(argv), runtime)
     return _Run(run_dir=run_dir, cfg=cfg, runtime=runtime, notes=notes)
@@ -139,6 +141,7 @@ def resume_training(run_dir: str | Path, *, threads: int | None = None) -> _Run:
         raise UserError(f"{run_dir} is not a blip-rl run dir (no config.yaml); start a run with --run-dir")
     lock_run_dir(run_dir)  # before anything is read or removed: one writer per run dir
     cfg = load_config(run_dir / "config.yaml")
+    check_wandb(cfg.wandb, run_dir)
     results = Results.load(run_dir) if (run_dir / "results.json").is_file() else None
     payloads = [read_checkpoint(run_dir / "checkpoints" / name) for name in (LATEST, PROGRESS)
                 if (run_dir / "checkpoints" / name).is_file()]
@@ -205,7 +208,14 @@ def run_training(run: _Run, *, progress: bool = True, say: Callable[[str], None]
     if payload is not None:
         learner.restore(payload, method)
         drift.load_state_dict(payload.get("drift"))
-    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None)
+    mirror = None
+    if cfg.wandb.project:
+        from .logging.mirror import WandbMirror
+
+        mirror = WandbMirror(cfg.wandb, run_dir, config=to_dict(cfg), resume=payload is not None)
+        learner.mirror_scalars(mirror.scalar)
+    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None,
+                       mirror=mirror)
     info = system_info(run.runtime)
     if payload is None:
         logger.text(KEYS["config"], "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
@@ -247,11 +257,13 @@ def run_training(run: _Run, *, progress: bool = True, say: Callable[[str], None]
     try:
         with StopOnSignal() as stop:
             try:
-                return run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
-                                    eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
-                                    results=results, tasks_done=tasks_done, on_progress=on_progress,
-                                    on_message=on_message, on_eval=on_eval, should_stop=stop.requested,
-                                    drift=drift, seed=cfg.seed, keep=cfg.keep_checkpoints)
+                results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
+                                       eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
+                                       results=results, tasks_done=tasks_done, on_progress=on_progress,
+                                       on_message=on_message, on_eval=on_eval, should_stop=stop.requested,
+                                       drift=drift, seed=cfg.seed, keep=cfg.keep_checkpoints)
+                logger.results(results)
+                return results
             except Interrupted as exc:
                 exc.signum = stop.signum
                 raise
@@ -280,7 +292,7 @@ def train(games: Sequence[str] | str | None = None, method: str | None = None, *
     :param config: a YAML file or a shipped config's name (``quick``, ``minatar3``); default: the defaults.
     :param overrides: any config key, nested sections as dicts or with ``__`` for the dot:
         ``n_envs=8`` (short for ``env={"n_envs": 8}``), ``ppo={"learning_rate": 1e-3}``,
-        ``eval__episodes=5``, ``method_options={"strength": 100}``.
+        ``eval__episodes=5``, ``method_options={"strength": 100}``, ``wandb="PROJECT"`` (as ``--wandb``).
     :raises UserError: an unknown key (naming the nearest valid one), a value out of range, a
         run dir that exists: before anything is written.
     :raises Interrupted: stopped by a signal, after writing a checkpoint (:func:`resume` goes on).
@@ -290,6 +302,8 @@ def train(games: Sequence[str] | str | None = None, method: str | None = None, *
     given: dict[str, Any] = {}
     for key, value in overrides.items():
         key = key.replace("__", ".")
+        if key == "wandb" and isinstance(value, str):
+            key = "wandb.project"  # wandb="PROJECT", as --wandb PROJECT
         given["env.n_envs" if key == "n_envs" else key] = value
     for key, value in (("games", games), ("method", method), ("steps_per_game", steps_per_game), ("seed", seed),
                        ("threads", threads), ("precision", precision), ("device", device)):

@@ -121,6 +121,21 @@ class EnvConfig:
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases, optional (the ``wandb`` extra): one W&B run per blip-rl run, mirroring
+    what TensorBoard gets; a resumed run continues the same W&B run."""
+
+    #: W&B project; empty: no W&B (``--wandb PROJECT`` sets it)
+    project: str = ""
+    entity: str = ""  #: W&B entity (team or user); empty: W&B's default
+    group: str = ""  #: W&B run group (e.g. a sweep's name); empty: none
+    #: online | offline | disabled; empty: WANDB_MODE, else W&B's default (online)
+    mode: str = bounded("", choices=("", "online", "offline", "disabled"))
+    #: where W&B writes its files; empty: the run dir (RUN_DIR/wandb)
+    dir: str = ""
+
+
+@dataclass
 class PPOConfig:
     #: Adam lr at the start of each game, decayed linearly to 0
     learning_rate: float = bounded(2.5e-4, gt=0)
@@ -229,6 +244,7 @@ class TrainConfig:
     blip: BlipConfig = field(default_factory=BlipConfig)
     ewc: EWCConfig = field(default_factory=EWCConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def method_kwargs(self) -> dict[str, Any]:
         """The options :func:`blip_rl.core.make_method` gets for ``method``, checked against the
@@ -275,7 +291,7 @@ class TrainConfig:
 
 #: The command-line flag of a config key, for error messages that say what to type.
 FLAGS = {"env.n_envs": "--n-envs", "steps_per_game": "--steps-per-game", "eval.episodes": "--eval-episodes",
-         "threads": "--threads", "precision": "--precision", "seed": "--seed"}
+         "threads": "--threads", "precision": "--precision", "seed": "--seed", "wandb.project": "--wandb"}
 
 #: Keys of earlier versions, read from old config.yaml files: old key -> (new key, convert).
 LEGACY_KEYS = {

@@ -102,3 +102,28 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "a").exists()
     with pytest.raises(UserError, match="does not exist"):
         blip_rl.resume(tmp_path / "nothing")
+
+
+def test_every_chart_of_the_dashboard_shows_the_run(runs):
+    """TensorBoard's CUSTOM SCALARS layout is in the run's events, and each chart's tags match
+    scalars the run wrote (Fig. 3 has both games, Fig. 4 the accumulated reward)."""
+    import re
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from blip_rl.logging import DASHBOARD
+
+    root, _ = runs
+    acc = EventAccumulator(str(root / "api" / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    (tag,) = acc.PluginTagToContent("custom_scalars")  # the layout is the tensor of that tag
+    layout = layout_pb2.Layout.FromString(acc.Tensors(tag)[0].tensor_proto.string_val[0])
+    assert [c.title for c in layout.category] == list(DASHBOARD)
+    scalars = acc.Tags()["scalars"]
+    for category in layout.category:
+        for chart in category.chart:
+            shown = [t for t in scalars if any(re.search(rx, t) for rx in chart.multiline.tag)]
+            assert shown, (category.title, chart.title)
+            if "Fig. 3" in chart.title:
+                assert sorted(shown) == [f"eval/{g}/normalized" for g in GAMES]

@@ -81,6 +81,8 @@ CONFIG_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--eval-episodes", "eval.episodes", int, "evaluation games per learned game"),
     ("--f-prior", "blip.f_prior", float, "BLIP's F_prior"),
     ("--ig-rule", "blip.ig_rule", str, "paper | official"),
+    ("--wandb", "wandb.project", str, "mirror the run to this Weights & Biases project (the wandb extra; "
+                                      "WANDB_MODE=offline works without a network)"),
 )
 
 

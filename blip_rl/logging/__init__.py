@@ -1,4 +1,5 @@
-"""TensorBoard keys in one place, and bit-freeze heatmaps."""
-from .tb import KEYS, RunLogger, heatmap_image
+"""TensorBoard keys in one place, the run's dashboard, bit-freeze heatmaps, and the optional
+Weights & Biases mirror (:mod:`blip_rl.logging.mirror`)."""
+from .tb import DASHBOARD, KEYS, RunLogger, heatmap_image
 
-__all__ = ["KEYS", "RunLogger", "heatmap_image"]
+__all__ = ["DASHBOARD", "KEYS", "RunLogger", "heatmap_image"]

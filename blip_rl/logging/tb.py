@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from ..core import bit_map, bit_statistics, blip_layers
 
-__all__ = ["KEYS", "RunLogger", "heatmap_image"]
+__all__ = ["KEYS", "DASHBOARD", "RunLogger", "heatmap_image"]
 
 #: Every TensorBoard key this package writes (``{task}``, ``{layer}`` are filled in). The README
 #: lists the same table.
@@ -65,17 +65,41 @@ def heatmap_image(bits: torch.Tensor, max_bits: int, *, max_side: int = 512) -> 
     return _blue_red(m[0, 0].numpy() / max_bits).astype(np.float32)
 
 
-class RunLogger:
-    """TensorBoard writer for a continual run (scalars, text, images) under ``log_dir``."""
+#: TensorBoard's CUSTOM SCALARS tab, written with every run: the paper's figures first, each chart
+#: one picture of every game (tags are regular expressions).
+DASHBOARD = {
+    "continual": {
+        "normalized score of every game (paper Fig. 3)": ["Multiline", [r"eval/.*/normalized$"]],
+        "accumulated normalized reward (paper Fig. 4)": ["Multiline", [r"eval/accumulated_normalized$"]],
+        "ACC and BWT after each game": ["Multiline", [r"continual/acc$", r"continual/bwt$"]],
+        "policy drift of every earlier game (KL then || now)": ["Multiline", [r"eval/.*/policy_drift$"]],
+        "raw score of every game": ["Multiline", [r"eval/.*/score$"]],
+    },
+    "plasticity": {
+        "dormant units per game": ["Multiline", [r"plasticity/[^/]+/dormant$"]],
+        "effective rank per game": ["Multiline", [r"plasticity/[^/]+/srank$"]],
+        "BLIP bits free per layer": ["Multiline", [r"plasticity/capacity_free/.*"]],
+        "weights with every bit frozen per layer": ["Multiline", [r"plasticity/capacity_full/.*"]],
+    },
+}
 
-    def __init__(self, log_dir: str | Path, *, purge_step: int | None = None) -> None:
+
+class RunLogger:
+    """TensorBoard writer for a continual run (scalars, text, images) under ``log_dir``, with an
+    optional mirror that gets the same (:class:`~blip_rl.logging.mirror.WandbMirror`)."""
+
+    def __init__(self, log_dir: str | Path, *, purge_step: int | None = None, mirror: Any = None) -> None:
         """:param purge_step: on resume, the checkpoint's step: TensorBoard hides this run's
         earlier events at or after it, so curves do not double back."""
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+        self.writer.add_custom_scalars(DASHBOARD)
+        self.mirror = mirror
 
     def scalar(self, key: str, value: float, step: int) -> None:
         self.writer.add_scalar(key, float(value), int(step))
+        if self.mirror is not None:
+            self.mirror.scalar(key, value, step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for key, value in values.items():
@@ -83,6 +107,13 @@ class RunLogger:
 
     def text(self, key: str, text: str, step: int = 0) -> None:
         self.writer.add_text(key, text, step)
+        if self.mirror is not None:
+            self.mirror.text(key, text, step)
+
+    def results(self, results: Any) -> None:
+        """The run's final tables, where a mirror keeps them (TensorBoard has them as scalars)."""
+        if self.mirror is not None:
+            self.mirror.results(results)
 
     def evaluation(self, scores: Mapping[str, tuple[float, float | None]], step: int) -> None:
         """Log raw and normalized scores per task and their accumulated sum."""
@@ -116,9 +147,15 @@ class RunLogger:
                 img = heatmap_image(layer.frozen_bits("weight").cpu(), layer.max_bits)
                 self.writer.add_image(KEYS["bits_heatmap"].format(layer=name or "layer"), img, step,
                                       dataformats="HWC")
+                if self.mirror is not None:
+                    self.mirror.image(KEYS["bits_heatmap"].format(layer=name or "layer"), img, step)
 
     def flush(self) -> None:
         self.writer.flush()
+        if self.mirror is not None:
+            self.mirror.commit()
 
     def close(self) -> None:
         self.writer.close()
+        if self.mirror is not None:
+            self.mirror.close()
