@@ -72,7 +72,7 @@ def minibatch_size(cfg: TrainConfig) -> int:
 def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool,
                       space: spaces.Box | None = None) -> dict[str, Any]:
     # channels-last convolutions: faster in fp32 on CPU (1.1-2.6x per layer here) and on CUDA
-    # tensor cores; under bf16 autocast on CPU the plain layout is about as fast (README, Speed).
+    # tensor cores; under bf16 autocast on CPU the plain layout is about as fast (docs/benchmarks.md).
     space = space if space is not None else obs_space(cfg)
     try:
         trunk = choose_trunk(space.shape, cfg.trunk)

@@ -85,7 +85,7 @@ class MultiHeadPolicy(ActorCriticPolicy):
     def images(self, obs: torch.Tensor, extractor: nn.Module | None = None) -> torch.Tensor:
         """uint8 frames scaled to [0, 1] with one conversion, in the extractor's memory layout and,
         in fast mode, directly in bf16: the values SB3's ``obs.float() / 255`` gives, without its
-        extra float32 copies of every minibatch (16% of a fast update's time, README Speed).
+        extra float32 copies of every minibatch (16% of a fast update's time, docs/benchmarks.md).
         Anything but uint8 images goes through SB3's own ``preprocess_obs``."""
         if not (isinstance(obs, torch.Tensor) and obs.dtype == torch.uint8 and self._scales_images):
             return preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)

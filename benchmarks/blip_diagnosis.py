@@ -12,7 +12,7 @@ For each per-game checkpoint ``checkpoints/<k>_<game>.pt`` of each run, per trun
   signal and get no gradient (the dormant-neuron measure of Sokar et al. 2023 at tau = 0).
 
 The run's score matrix and the first game's policy drift follow. Measured, never asserted;
-this is the diagnosis behind ``blip.consolidation`` (README, "BLIP that keeps and learns").
+this is the diagnosis behind ``blip.consolidation`` (docs/results.md, "BLIP on Kung Fu then Freeway").
 """
 from __future__ import annotations
 

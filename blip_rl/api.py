@@ -439,6 +439,23 @@ class Agent:
             self.method.after_eval(head + 1)
         return actions, None
 
+    def make_env(self, game: str, *, n_envs: int = 1, seed: int = 0):
+        """The game's vector env with the settings the run trained with (frame stacking, sticky
+        actions, padding to the trunk's channels): what :meth:`predict` expects. SB3's VecEnv API:
+        ``obs = env.reset()``, ``obs, rewards, dones, infos = env.step(actions)``."""
+        from .config import TrainConfig, merge
+        from .envs.family import family_of
+
+        task = self._task(game)
+        config = self.payload["state"].get("config") or {}
+        cfg = merge(TrainConfig(), {k: v for k, v in config.items() if k == "env"})
+        return family_of(task).make_vec_env(task, n_envs=n_envs, seed=seed, training=False, env_cfg=cfg.env)
+
+    def _task(self, game: str):
+        from .agents.checkpoint import checkpoint_task
+
+        return checkpoint_task(self.checkpoint, game)[0]
+
     def __repr__(self) -> str:
         return f"Agent({str(self.checkpoint)!r}, games={self.games}, method={self.method.name!r})"
 

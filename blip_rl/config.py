@@ -160,7 +160,7 @@ class PPOConfig:
 @dataclass
 class BlipConfig:
     max_bits: int = 20  #: N, bits per parameter (1..MAX_SUPPORTED_BITS, core.bits.check_max_bits)
-    #: F_prior on the exact per-sample Fisher (README: "F_prior")
+    #: F_prior on the exact per-sample Fisher (docs/methods.md: "F_prior")
     f_prior: float = bounded(DEFAULT_F_PRIOR, gt=0)
     ig_rule: str = bounded("paper", choices=("paper", "official"))  #: "paper" (eq. 8) or "official" (the authors' code)
     strict_radius: bool = False  #: clip radius b*2^-(n+1) instead of b*2^-n

@@ -49,7 +49,7 @@ def test_resume_after_kill_9_finishes_the_run(runs, tmp_path):
     results = blip_rl.resume(killed)
     whole = blip_rl.Results.load(root / "api")
     # The first game ended before the kill: its row is the uninterrupted run's. The second goes on
-    # from a fresh env reset (README, "Resume"), so it matches in shape, not bit for bit.
+    # from a fresh env reset (docs/usage.md, "Resume"), so it matches in shape, not bit for bit.
     assert results.steps == whole.steps == [512, 1024] and results.rows[0] == whole.rows[0]
     assert [len(r.scores) for r in results.rows] == [1, 2] and results.curve[0] == whole.curve[0]
     assert (killed / "checkpoints" / "0_minatar-breakout.pt").is_file() and not (

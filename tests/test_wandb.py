@@ -85,7 +85,7 @@ def test_a_run_and_its_resume_are_one_offline_wandb_run(offline, tmp_path):
     proc = subprocess.Popen(command("train", *RUN, "--wandb", "blip-rl-test", "--run-dir", run_dir),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=offline)
     # Ctrl-C in the second game: the run checkpoints and finishes its W&B run (a kill -9 loses
-    # what W&B had not written yet: README, "Weights & Biases").
+    # what W&B had not written yet: docs/files.md, "Weights & Biases").
     _wait_for_checkpoint(proc, run_dir, after_step=1024 + 256)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 128 + signal.SIGINT, proc.stderr.read().decode()

@@ -47,7 +47,7 @@ def check_consolidation(consolidation: str) -> str:
 
 DEFAULT_MAX_BITS = 20
 #: F_prior on the exact per-sample Fisher (per unit of n_entry): the authors' RL prior 5e-18 on
-#: their minibatch-mean Fisher (B ~ 62, so ~3,900x smaller) corresponds to ~2e-14 here. README "F_prior".
+#: their minibatch-mean Fisher (B ~ 62, so ~3,900x smaller) corresponds to ~2e-14 here. docs/methods.md "F_prior".
 DEFAULT_F_PRIOR = 1e-14
 
 

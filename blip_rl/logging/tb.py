@@ -17,7 +17,7 @@ from ..core import bit_map, bit_statistics, blip_layers
 
 __all__ = ["KEYS", "DASHBOARD", "RunLogger", "heatmap_image"]
 
-#: Every TensorBoard key this package writes (``{task}``, ``{layer}`` are filled in). The README
+#: Every TensorBoard key this package writes (``{task}``, ``{layer}`` are filled in). docs/files.md
 #: lists the same table.
 KEYS = {
     "eval_score": "eval/{task}/score",  # raw evaluation score (game score, or accuracy)

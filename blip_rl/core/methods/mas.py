@@ -20,7 +20,7 @@ __all__ = ["MAS", "MASOptions"]
 
 @dataclass
 class MASOptions:
-    #: weight of the penalty. 0.1: on pdigits (5 seeds, README) 1.0 diverged on some seeds and
+    #: weight of the penalty. 0.1: on pdigits (5 seeds, docs/classification.md) 1.0 diverged on some seeds and
     #: 0.01 forgot (BWT -0.009); 0.1 kept (BWT -0.001) at the best accuracy. Untuned for Atari.
     strength: float = 0.1
     samples: int = 256  #: inputs of the task used (one backward each: MAS takes |per-sample gradient|)
