@@ -1,6 +1,6 @@
 """blip-rl: continual reinforcement learning with Bit-Level Information Preserving (BLIP).
 
-The Python API (:mod:`blip_rl.api`): ``blip_rl.train``, ``resume``, ``evaluate``, ``load`` (loaded
+The Python API (:mod:`blip_rl.api`): ``blip_rl.train``, ``classify``, ``resume``, ``evaluate``, ``load`` (loaded
 on first use, so that ``import blip_rl`` and ``blip-rl --help`` stay fast).
 
 ``blip_rl.core`` is torch-only and holds the method; ``blip_rl.agents`` (stable-baselines3) and
@@ -9,11 +9,11 @@ and ``envs/`` folders.
 """
 __version__ = "0.1.0"
 
-__all__ = ["train", "resume", "evaluate", "load", "Agent", "Interrupted", "Results", "UserError", "__version__"]
+__all__ = ["train", "classify", "resume", "evaluate", "load", "Agent", "Interrupted", "Results", "UserError", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("train", "resume", "evaluate", "load", "Agent", "Interrupted"):
+    if name in ("train", "classify", "resume", "evaluate", "load", "Agent", "Interrupted"):
         from . import api
 
         return getattr(api, name)

@@ -29,7 +29,7 @@ from .errors import UserError
 from .io import lock_run_dir, make_run_dir, remove_stale_temp_files
 from .logging.mirror import check_wandb
 
-__all__ = ["train", "resume", "evaluate", "load", "Agent", "Interrupted", "run_training", "start_training",
+__all__ = ["train", "classify", "resume", "evaluate", "load", "Agent", "Interrupted", "run_training", "start_training",
            "resume_training", "resumed_precision", "record_resumed_runtime"]
 
 
@@ -316,9 +316,61 @@ def train(games: Sequence[str] | str | None = None, method: str | None = None, *
 
 
 def resume(run_dir: str | Path, *, threads: int | None = None, progress: bool = False) -> Results:
-    """Continue a stopped or killed run from its newest checkpoint, as ``blip-rl train --resume``;
-    returns its results (at once, if it had finished)."""
+    """Continue a stopped or killed run from its newest checkpoint, as ``blip-rl train --resume``
+    (or ``classify --resume`` for a classification run); returns its results (at once, if it had
+    finished)."""
+    if _is_classification_run(Path(run_dir)):
+        from .classification.cli import config_of_run, run_classification
+
+        cfg = config_of_run(Path(run_dir))
+        if threads is not None:
+            cfg.threads = threads
+        return run_classification(cfg, run_dir, resume=True, command="")[0]
     return run_training(resume_training(run_dir, threads=threads), progress=progress)
+
+
+def _is_classification_run(run_dir: Path) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False  # the training reader says what is wrong
+    return isinstance(data, dict) and "benchmark" in data and "games" not in data
+
+
+def classify(benchmark: str, method: str | None = None, *, run_dir: str | Path, config: str | Path | None = None,
+             epochs: int | None = None, seed: int | None = None, threads: int | None = None,
+             data_dir: str | Path | None = None, **overrides: Any) -> Results:
+    """A continual classification benchmark (``digits5``, ``pmnist``, ...), as ``blip-rl classify``:
+    the same methods, scheduler, files and report as :func:`train`.
+
+    :param config: a YAML file; default: the benchmark's shipped ``configs/classification/<benchmark>.yaml``.
+    :param overrides: config keys, nested as dicts or with ``__`` for the dot (``train__lr=0.01``,
+        ``methods={"blip": {"f_prior": 1e-11}}``, ``wandb="PROJECT"``).
+    """
+    from .classification.cli import _validate, default_config_path, load_config as load_classify, run_classification
+
+    given: dict[str, Any] = {}
+    for key, value in overrides.items():
+        key = key.replace("__", ".")
+        given["wandb.project" if key == "wandb" and isinstance(value, str) else key] = value
+    for key, value in (("method", method), ("epochs", epochs), ("seed", seed), ("threads", threads),
+                       ("data_dir", None if data_dir is None else str(data_dir))):
+        if value is not None:
+            given[key] = value
+    from .classification.datasets import BENCHMARKS
+
+    if benchmark not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {benchmark!r}; choose one of {sorted(BENCHMARKS)}")
+    cfg = load_classify(Path(config) if config is not None else default_config_path(benchmark), benchmark=benchmark,
+                        overrides=given)
+    cfg.benchmark = benchmark
+    _validate(cfg)
+    command = shlex.join(["blip-rl", "classify", "--benchmark", benchmark, "--run-dir", str(run_dir),
+                          *(["--config", str(config)] if config is not None else []),
+                          *(f"--set={k}={_yaml(v)}" for k, v in given.items())])
+    return run_classification(cfg, run_dir, resume=False, command=command)[0]
 
 
 def evaluate(checkpoint: str | Path, game: str, *, episodes: int | None = None, seed: int | None = None,

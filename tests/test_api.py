@@ -127,3 +127,21 @@ def test_every_chart_of_the_dashboard_shows_the_run(runs):
             assert shown, (category.title, chart.title)
             if "Fig. 3" in chart.title:
                 assert sorted(shown) == [f"eval/{g}/normalized" for g in GAMES]
+
+
+def test_classify_from_python_writes_what_the_command_writes_and_resumes(tmp_path):
+    results = blip_rl.classify("digits5", "ewc", run_dir=tmp_path / "api", epochs=2, threads=1, seed=4)
+    cli("classify", "--benchmark", "digits5", "--method", "ewc", "--epochs", "2", "--threads", "1", "--seed", "4",
+        "--run-dir", tmp_path / "cli")
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("api", "cli"))
+    for r in (a, b):
+        r.pop("time_s")
+    assert a == b and results.tasks_learned == 5
+    out = blip_rl.evaluate(tmp_path / "api" / "checkpoints" / "latest.pt", "digits-0-1")
+    assert out["accuracy"] == pytest.approx(results.raw[-1][0])
+    assert blip_rl.resume(tmp_path / "api").rows == results.rows  # finished: nothing changes
+    with pytest.raises(UserError, match="unknown benchmark 'digitz5'"):
+        blip_rl.classify("digitz5", run_dir=tmp_path / "x")
+    with pytest.raises(UserError, match="did you mean train.lr"):
+        blip_rl.classify("digits5", run_dir=tmp_path / "x", train={"lrr": 1})
+    assert not (tmp_path / "x").exists()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..io import check_new_run_dir, lock_run_dir, make_run_dir, remove_stale_temp_files
-from ..config import bounded, check_ranges
+from ..config import WandbConfig, bounded, check_ranges
 from ..flags import DEFAULT_SEED
 from .learner import TrainConfig
 
@@ -72,6 +72,8 @@ class ClassifyConfig:
     drift_samples: int = bounded(512, ge=0, zero="0: no drift measured")
     #: all: checkpoints/<k>_<task>.pt after each task and latest.pt; last: latest.pt only
     keep_checkpoints: str = bounded("all", choices=("all", "last"))
+    #: Weights & Biases, as for train (``--wandb PROJECT``; empty project: off)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
     @property
     def method_options(self) -> dict[str, Any]:
@@ -139,7 +141,8 @@ def build_config(args: argparse.Namespace) -> ClassifyConfig:
 
     path = Path(args.config) if args.config else default_config_path(args.benchmark)
     flags = {"method": args.method, "data_dir": args.data_dir, "epochs": args.epochs, "seed": args.seed,
-             "device": args.device, "threads": getattr(args, "threads", None)}
+             "device": args.device, "threads": getattr(args, "threads", None),
+             "wandb.project": getattr(args, "wandb", None)}
     overrides = {k: v for k, v in flags.items() if v is not None}
     if args.f_prior is not None:
         if args.method != "blip":
@@ -182,7 +185,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = ["blip-rl", "classify", "--benchmark", args.benchmark, "--method", args.method]
     for flag, value in (("--data-dir", args.data_dir), ("--config", args.config), ("--run-dir", args.run_dir),
                         ("--epochs", args.epochs), ("--seed", args.seed), ("--f-prior", args.f_prior),
-                        ("--device", args.device)):
+                        ("--device", args.device), ("--wandb", getattr(args, "wandb", None))):
         if value is not None:
             parts += [flag, str(value)]
     for assignment in args.set or []:
@@ -196,8 +199,6 @@ def run_classify(args: argparse.Namespace, argv: list[str] | None = None) -> int
     :param argv: the command line after ``blip-rl`` (for ``command.txt``); ``None`` writes the
         equivalent command rebuilt from ``args``.
     """
-    import torch
-
     if args.resume:
         given = [flag for flag, value in (("--benchmark", args.benchmark), ("--method", args.method),
                                           ("--run-dir", args.run_dir), ("--config", args.config),
@@ -213,11 +214,25 @@ def run_classify(args: argparse.Namespace, argv: list[str] | None = None) -> int
         if not (args.benchmark and args.method and args.run_dir):
             raise UserError("give --benchmark, --method and --run-dir for a new run (or --resume RUN_DIR)")
         cfg = build_config(args)
-    threads = torch.get_num_threads()
+    from ..continual import Interrupted
+
+    run_dir = Path(args.resume or args.run_dir)
+    command = shlex.join(["blip-rl", *argv]) if argv is not None else _command_line(args)
+    start = time.time()
     try:
-        return _run(cfg, args, argv)
-    finally:
-        torch.set_num_threads(threads)  # leave the caller's setting as it was
+        results, epochs = run_classification(cfg, run_dir, resume=bool(args.resume), command=command)
+    except Interrupted as exc:
+        import sys
+
+        print(f"\nblip-rl: stopped at sample {exc.step}; checkpoint {exc.checkpoint}.\n"
+              f"Resume with: blip-rl classify --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+        return 128 + (exc.signum or 2)
+    print()
+    print(results.table())
+    print(f"ACC {100 * results.acc:.2f}%  BWT {100 * results.bwt:.2f}%  "
+          f"(epochs per task: {epochs}; {time.time() - start:.1f} s)")
+    print(results.time_split())
+    return 0
 
 
 def config_of_run(run_dir: Path) -> ClassifyConfig:
@@ -252,7 +267,22 @@ def _newest_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: (steps[p], p.name == LATEST))
 
 
-def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) -> int:
+def run_classification(cfg: ClassifyConfig, run_dir: str | Path, *, resume: bool, command: str,
+                       say: Any = print) -> tuple[Any, list[int]]:
+    """The classification run driver: a new run dir for ``cfg`` (``resume=False``; ``command`` goes
+    to ``command.txt``) or the existing one, driven to its end. Returns the results and the epochs
+    each task ran; a signal stops it after a checkpoint (:class:`~blip_rl.continual.Interrupted`).
+    Torch's thread setting is left as it was."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run(cfg, Path(run_dir), resume, command, say)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's setting as it was
+
+
+def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: Any) -> tuple[Any, list[int]]:
     import torch
 
     from ..continual import Results, run_sequence
@@ -263,8 +293,9 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     from .learner import ClassificationLearner
     from .models import build_model
 
-    resuming = bool(args.resume)
-    run_dir = Path(args.resume or args.run_dir)
+    from ..logging.mirror import check_wandb
+
+    check_wandb(cfg.wandb, run_dir)  # the package and its directory, before anything is written
     if not resuming:
         check_new_run_dir(run_dir)  # before minutes of data loading
     else:
@@ -278,12 +309,11 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     import dataclasses
 
     runtime = dataclasses.replace(runtime, precision_reason="classification trains in fp32")
-    print(f"blip-rl: {runtime.summary()}", flush=True)  # the first line, as train's
+    say(f"blip-rl: {runtime.summary()}")  # the first line, as train's
     train = cfg.train  # typed and validated when the config was read
     method_options = _numbers(cfg.method_options)
 
     runtime.apply()  # the threads it chose (and recorded), whatever torch's default
-    start = time.time()
     tasks = load_benchmark(cfg.benchmark, cfg.data_dir, seed=cfg.seed, **cfg.data)
     from ..core import check_options, resolve_method
 
@@ -322,7 +352,6 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
     else:
         make_run_dir(run_dir)
         atomic_write_text(run_dir / "config.yaml", config_text)
-        command = shlex.join(["blip-rl", *argv]) if argv is not None else _command_line(args)
         atomic_write_text(run_dir / "command.txt", command + "\n")
         atomic_write_text(run_dir / "system_info.txt", system_info(runtime))
 
@@ -341,39 +370,38 @@ def _run(cfg: ClassifyConfig, args: argparse.Namespace, argv: list[str] | None) 
             saved = Results.from_dict(payload["results"])
             if results is None or len(saved.raw) >= len(results.raw):
                 results = saved
-    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if checkpoint is not None else None)
+    mirror = None
+    if cfg.wandb.project:
+        from ..logging.mirror import WandbMirror
+
+        mirror = WandbMirror(cfg.wandb, run_dir, config=resolved, resume=checkpoint is not None)
+    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if checkpoint is not None else None,
+                       mirror=mirror)
     learner.logger = logger
     if not resuming:
         logger.text("config", "```\n" + config_text + "```")
     n_params = sum(p.numel() for p in model.trunk.parameters())
-    print(f"{cfg.benchmark}: {len(tasks)} tasks ({', '.join(learner.task_names)}), method {cfg.method} "
+    say(f"{cfg.benchmark}: {len(tasks)} tasks ({', '.join(learner.task_names)}), method {cfg.method} "
           f"{method_options or ''}, {arch} trunk of {n_params:,} parameters, device {device}, "
           f"up to {cfg.epochs} epochs per task; run dir {run_dir}")
     if resuming:
-        print(f"resuming {run_dir} at sample {learner.global_step} ({tasks_done or 0} of {len(tasks)} tasks done)")
+        say(f"resuming {run_dir} at sample {learner.global_step} ({tasks_done or 0} of {len(tasks)} tasks done)")
     from ..continual import Interrupted, StopOnSignal
 
     try:
         with StopOnSignal() as stop:
-            results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger,
-                                   on_message=print, results=results, tasks_done=tasks_done,
-                                   should_stop=stop.requested, drift=drift, seed=cfg.seed,
-                                   keep=cfg.keep_checkpoints)
-    except Interrupted as exc:
-        import sys
-
-        print(f"\nblip-rl: stopped at sample {exc.step}; checkpoint {exc.checkpoint}.\n"
-              f"Resume with: blip-rl classify --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
-        return 128 + (stop.signum or 2)
+            try:
+                results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger,
+                                       on_message=say, results=results, tasks_done=tasks_done,
+                                       should_stop=stop.requested, drift=drift, seed=cfg.seed,
+                                       keep=cfg.keep_checkpoints)
+            except Interrupted as exc:
+                exc.signum = stop.signum
+                raise
+        logger.results(results)
     finally:
         logger.close()
-    print()
-    print(results.table())
-    print(f"ACC {100 * results.acc:.2f}%  BWT {100 * results.bwt:.2f}%  "
-          f"(epochs per task: {[learner.epochs_run.get(k, 0) for k in range(len(tasks))]}; "
-          f"{time.time() - start:.1f} s)")
-    print(results.time_split())
-    return 0
+    return results, [learner.epochs_run.get(k, 0) for k in range(len(tasks))]
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -408,6 +436,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help=f"{THREADS_HELP} (config: threads; default: every core this process may use, capped by "
                         "OMP_NUM_THREADS / SLURM_CPUS_PER_TASK)")
+    p.add_argument("--wandb", metavar="PROJECT", help="mirror the run to this Weights & Biases project (the wandb "
+                                                      "extra; config: wandb.project)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=0.01 --set model.hidden=200 (repeatable)")
     p.set_defaults(func=run_classify)
