@@ -132,7 +132,7 @@ def resume_training(run_dir: str | Path, *, threads: int | None = None) -> _Run:
     from .agents.checkpoint import read_checkpoint
     from .runtime import resolve, run_workload
     from .config import load_config
-    from .continual import LATEST, PROGRESS
+    from .continual.driver import resume_state
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -142,16 +142,7 @@ def resume_training(run_dir: str | Path, *, threads: int | None = None) -> _Run:
     lock_run_dir(run_dir)  # before anything is read or removed: one writer per run dir
     cfg = load_config(run_dir / "config.yaml")
     check_wandb(cfg.wandb, run_dir)
-    results = Results.load(run_dir) if (run_dir / "results.json").is_file() else None
-    payloads = [read_checkpoint(run_dir / "checkpoints" / name) for name in (LATEST, PROGRESS)
-                if (run_dir / "checkpoints" / name).is_file()]
-    payload = max(payloads, key=lambda p: (p["global_step"], p["tasks_done"]), default=None)
-    if payload is not None and payload.get("results"):
-        # The checkpoint's results match its state (its learning curve stops where training
-        # resumes); results.json is newer only when it holds a row evaluated after the checkpoint.
-        saved = Results.from_dict(payload["results"])
-        if results is None or saved.tasks_learned >= results.tasks_learned:
-            results = saved
+    payload, results = resume_state(run_dir, read_checkpoint)
     remove_stale_temp_files(run_dir)  # left by a kill in the middle of a write
     precision = resumed_precision(run_dir, cfg)
     runtime = resolve(device=cfg.device, precision=precision, threads=cfg.threads if threads is None else threads,
@@ -187,7 +178,8 @@ def run_training(run: _Run, *, progress: bool = True, say: Callable[[str], None]
 
     from .agents.learner import PPOLearner
     from .config import to_dict
-    from .continual import DriftProbe, StopOnSignal, run_sequence
+    from .continual import DriftProbe
+    from .continual.driver import drive
     from .core import make_method
     from .logging import KEYS, RunLogger
     from .system import system_info
@@ -254,23 +246,10 @@ def run_training(run: _Run, *, progress: bool = True, say: Callable[[str], None]
         bar.set_postfix_str(text)
         postfix[0] = True
 
-    try:
-        with StopOnSignal() as stop:
-            try:
-                results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.steps_per_game, logger=logger,
-                                       eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every,
-                                       results=results, tasks_done=tasks_done, on_progress=on_progress,
-                                       on_message=on_message, on_eval=on_eval, should_stop=stop.requested,
-                                       drift=drift, seed=cfg.seed, keep=cfg.keep_checkpoints)
-                logger.results(results)
-                return results
-            except Interrupted as exc:
-                exc.signum = stop.signum
-                raise
-    finally:
-        bar.close()
-        learner.close()
-        logger.close()
+    return drive(learner, method, logger, closing=(bar, learner), run_dir=run_dir, budget=cfg.steps_per_game,
+                 eval_every=cfg.eval.every, checkpoint_every=cfg.checkpoint_every, results=results,
+                 tasks_done=tasks_done, on_progress=on_progress, on_message=on_message, on_eval=on_eval,
+                 drift=drift, seed=cfg.seed, keep=cfg.keep_checkpoints)
 
 
 def resume_command(run_dir: str | Path) -> str:

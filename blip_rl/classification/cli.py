@@ -255,18 +255,6 @@ def config_of_run(run_dir: Path) -> ClassifyConfig:
     return cfg
 
 
-def _newest_checkpoint(run_dir: Path) -> Path | None:
-    import torch
-
-    from ..continual import LATEST, PROGRESS
-
-    found = [run_dir / "checkpoints" / n for n in (LATEST, PROGRESS) if (run_dir / "checkpoints" / n).is_file()]
-    if not found:
-        return None
-    steps = {p: int(torch.load(p, map_location="cpu", weights_only=True)["global_step"]) for p in found}
-    return max(found, key=lambda p: (steps[p], p.name == LATEST))
-
-
 def run_classification(cfg: ClassifyConfig, run_dir: str | Path, *, resume: bool, command: str,
                        say: Any = print) -> tuple[Any, list[int]]:
     """The classification run driver: a new run dir for ``cfg`` (``resume=False``; ``command`` goes
@@ -285,12 +273,12 @@ def run_classification(cfg: ClassifyConfig, run_dir: str | Path, *, resume: bool
 def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: Any) -> tuple[Any, list[int]]:
     import torch
 
-    from ..continual import Results, run_sequence
+    from ..continual.driver import resume_state
     from ..core import make_method
     from ..io import atomic_write_text
     from ..logging import RunLogger
     from .datasets import load_benchmark
-    from .learner import ClassificationLearner
+    from .learner import ClassificationLearner, read_checkpoint
     from .models import build_model
 
     from ..logging.mirror import check_wandb
@@ -337,12 +325,10 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
 
     resolved[RUNTIME_KEY] = runtime.to_dict()  # what it trained with (read back as information only)
     config_text = yaml.safe_dump(resolved, sort_keys=False)
-    results = checkpoint = None
+    results = payload = None
     if resuming:
         remove_stale_temp_files(run_dir)  # left by a kill in the middle of a write
-        checkpoint = _newest_checkpoint(run_dir)
-        if (run_dir / "results.json").is_file():
-            results = Results.load(run_dir)
+        payload, results = resume_state(run_dir, read_checkpoint)
         if results is not None and results.method != method.name:
             raise UserError(f"{run_dir} is a run of method {results.method!r}, this config builds {method.name!r}")
         info = system_info(runtime)
@@ -358,24 +344,18 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
     learner = ClassificationLearner(tasks, model, train=train, device=device, seed=cfg.seed, logger=None,
                                     extra={"config": resolved})
     from ..continual import DriftProbe
-    from .learner import read_checkpoint
 
     drift = DriftProbe(cfg.drift_samples)
     tasks_done = None
-    if checkpoint is not None:
-        payload = read_checkpoint(checkpoint)
+    if payload is not None:
         tasks_done = learner.restore(payload, method)
         drift.load_state_dict(payload.get("drift"))
-        if payload.get("results"):  # matches the checkpoint's state, unless results.json has a newer row
-            saved = Results.from_dict(payload["results"])
-            if results is None or len(saved.raw) >= len(results.raw):
-                results = saved
     mirror = None
     if cfg.wandb.project:
         from ..logging.mirror import WandbMirror
 
-        mirror = WandbMirror(cfg.wandb, run_dir, config=resolved, resume=checkpoint is not None)
-    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if checkpoint is not None else None,
+        mirror = WandbMirror(cfg.wandb, run_dir, config=resolved, resume=payload is not None)
+    logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None,
                        mirror=mirror)
     learner.logger = logger
     if not resuming:
@@ -386,21 +366,10 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
           f"up to {cfg.epochs} epochs per task; run dir {run_dir}")
     if resuming:
         say(f"resuming {run_dir} at sample {learner.global_step} ({tasks_done or 0} of {len(tasks)} tasks done)")
-    from ..continual import Interrupted, StopOnSignal
+    from ..continual.driver import drive
 
-    try:
-        with StopOnSignal() as stop:
-            try:
-                results = run_sequence(learner, method, run_dir=run_dir, budget=cfg.epochs, logger=logger,
-                                       on_message=say, results=results, tasks_done=tasks_done,
-                                       should_stop=stop.requested, drift=drift, seed=cfg.seed,
-                                       keep=cfg.keep_checkpoints)
-            except Interrupted as exc:
-                exc.signum = stop.signum
-                raise
-        logger.results(results)
-    finally:
-        logger.close()
+    results = drive(learner, method, logger, run_dir=run_dir, budget=cfg.epochs, on_message=say, results=results,
+                    tasks_done=tasks_done, drift=drift, seed=cfg.seed, keep=cfg.keep_checkpoints)
     return results, [learner.epochs_run.get(k, 0) for k in range(len(tasks))]
 
 
