@@ -28,6 +28,7 @@ import argparse
 import sys
 import itertools
 import math
+import re
 import shlex
 import statistics
 from dataclasses import dataclass
@@ -123,8 +124,38 @@ def load_run(path: str | Path) -> RunData:
     return RunData(path=path, method=results.method or method, seed=seed, games=games, results=results, config=config)
 
 
+def method_options_of(run: RunData) -> dict[str, Any]:
+    """The options ``run``'s method ran with (``blip``'s consolidation, ``ewc``'s lambda, ...), as
+    its config resolves them; a plugin that does not import here: the options as written."""
+    if "games" in run.config:
+        from .config import load_config
+
+        try:
+            return load_config(run.path / "config.yaml").method_kwargs()
+        except UserError:
+            pass
+    return dict(run.config.get("method_options") or {})
+
+
+def _labels(runs: Sequence[RunData]) -> list[str]:
+    """Each run's row in the report: its method, and where runs of one method ran with different
+    options, the options that differ (``blip (consolidation=overwrite)``)."""
+    options = [method_options_of(r) for r in runs]
+    labels = []
+    for run, opts in zip(runs, options):
+        same = [o for r, o in zip(runs, options) if r.method == run.method]
+        differ = sorted(k for k in set().union(*same) if len({repr(o.get(k)) for o in same}) > 1)
+        labels.append(run.method + (f" ({', '.join(f'{k}={opts.get(k)}' for k in differ)})" if differ else ""))
+    return labels
+
+
+def _file_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
+
+
 def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
-    """Runs by method (known methods in the registry's order, then others by name), seeds sorted."""
+    """Runs by method and options (known methods in the registry's order, then others by name),
+    seeds sorted; runs of one method with different options are rows of their own."""
     from .core import METHODS
 
     games = runs[0].games
@@ -134,15 +165,16 @@ def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
                              f"{run.path}: {','.join(run.games)}); a report compares runs of one sequence: "
                              "make one report per sequence")
     groups: dict[str, list[RunData]] = {}
-    for run in runs:
-        group = groups.setdefault(run.method, [])
+    for run, label in zip(runs, _labels(runs)):
+        group = groups.setdefault(label, [])
         twin = next((r for r in group if r.seed == run.seed), None)
         if twin is not None:
-            raise UserError(f"{twin.path} and {run.path} are both method {run.method} with seed {run.seed}; "
-                             "give each (method, seed) once")
+            raise UserError(f"{twin.path} and {run.path} are both {label} with seed {run.seed}; "
+                             "give each (method, options, seed) once")
         group.append(run)
-    order = [m for m in METHODS if m in groups] + sorted(m for m in groups if m not in METHODS)
-    return {m: sorted(groups[m], key=lambda r: r.seed) for m in order}
+    rank = {m: i for i, m in enumerate(METHODS)}
+    order = sorted(groups, key=lambda g: (rank.get(groups[g][0].method, len(rank)), groups[g][0].method, g))
+    return {g: sorted(groups[g], key=lambda r: r.seed) for g in order}
 
 
 Curve = tuple[np.ndarray, np.ndarray]
@@ -156,6 +188,10 @@ def _tb_curves(tb_dir: Path, tags: Sequence[str]) -> dict[str, Curve]:
     if not tb_dir.is_dir():
         return {}
     guidance = {"scalars": 0, "images": 1, "tensors": 1, "histograms": 1, "compressedHistograms": 1, "audio": 1}
+    import logging
+
+    # The purge of a resumed run's events past its checkpoint is what blip-rl asked for: not news.
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)
     ea = EventAccumulator(str(tb_dir), size_guidance=guidance)
     ea.Reload()
     available = set(ea.Tags().get("scalars", []))
@@ -812,7 +848,7 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
     if _has_plasticity(all_runs):
         save_fig(_figure_plasticity(Figure, groups, colors, games), "plasticity.png")
     for method, runs in groups.items():
-        save_fig(_figure_bits(Figure, runs[0]), f"bits_{method}.png")
+        save_fig(_figure_bits(Figure, runs[0]), f"bits_{_file_name(method)}.png")
     atomic_write_text(out_dir / "table.md", table)
     files.append(out_dir / "table.md")
     atomic_write_text(out_dir / "table.tex", _latex(summary))

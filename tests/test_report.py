@@ -219,7 +219,7 @@ def test_runs_of_different_game_lists(runs, tmp_path):
 
 def test_same_method_and_seed_twice(runs, tmp_path):
     twin = _copy(runs["blip", 1], tmp_path / "twin")
-    with pytest.raises(ValueError, match="both method blip with seed 1"):
+    with pytest.raises(ValueError, match=r"both blip with seed 1; give each \(method, options, seed\) once"):
         rep.make_report([runs["blip", 1], twin], tmp_path / "out")
 
 
@@ -368,3 +368,17 @@ def test_a_metric_is_one_entry_and_plasticity_has_its_table(runs, tmp_path, monk
     assert 0 <= blip["dormant"]["mean"] <= 1 and blip["capacity_free"]["mean"] < 1  # blip froze bits
     assert out["summary"]["methods"]["ft"]["capacity_free"]["mean"] == 1.0  # ft freezes none
     assert len(blip["learning_speed_per_task"]) == 2
+
+
+def test_runs_of_one_method_with_different_options_are_rows_of_their_own(runs, tmp_path):
+    """BLIP with the paper's consolidation and with the authors' overwrite, same seed: two rows,
+    each named by the option that differs (a variant kept as an option is compared as a method)."""
+    import yaml
+
+    variant = _copy(runs["blip", 1], tmp_path / "blip-overwrite-s1")
+    config = yaml.safe_load((variant / "config.yaml").read_text())
+    config.setdefault("blip", {})["consolidation"] = "overwrite"
+    (variant / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    groups = rep._group([rep.load_run(p) for p in (runs["blip", 1], variant, runs["ft", 1])])
+    assert list(groups) == ["blip (consolidation=keep)", "blip (consolidation=overwrite)", "ft"]
+    assert rep._file_name("blip (consolidation=keep)") == "blip_consolidation_keep"
