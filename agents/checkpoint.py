@@ -36,10 +36,12 @@ def _upgrade_v1(old: dict[str, Any]) -> dict[str, Any]:
                               f"version {VERSION} and upgrades version 1; use a blip-rl of that version")
     spec = old.get("method_spec")
     if spec is None:  # before the method registry: the method and its options come from the config
-        from blip_rl.config import TrainConfig, merge
+        from blip_rl.config import TrainConfig, merge, upgrade_keys
 
-        cfg = merge(TrainConfig(), {k: v for k, v in old["config"].items()
-                                    if k in ("method", "blip", "ewc", "method_options")})
+        method = str(old["config"].get("method", "blip"))
+        cfg = merge(TrainConfig(), upgrade_keys({k: v for k, v in old["config"].items()
+                                                 if k in ("method", "blip", "ewc", "method_options", "methods")},
+                                                method=method))
         spec = {"spec": cfg.method, "options": cfg.method_kwargs()}
     return {
         "format": FORMAT, "version": VERSION, "blip_rl_version": old.get("blip_rl_version"), "learner": LEARNER,

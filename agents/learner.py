@@ -83,7 +83,7 @@ def _extractor_kwargs(cfg: TrainConfig, device: torch.device, *, bf16: bool,
     # (not for the small grids of the minatar trunk: there its flatten would copy every batch)
     channels_last = trunk == "atari" and (device.type == "cuda" or not bf16)
     kwargs = {"trunk": trunk, "features_dim": cfg.features_dim or DEFAULT_WIDTH[trunk], "quantized": True,
-              "max_bits": cfg.blip.max_bits, "f_prior": cfg.blip.f_prior, "channels_last": channels_last}
+              "max_bits": cfg.max_bits, "f_prior": cfg.layer_f_prior, "channels_last": channels_last}
     if trunk == "minatar" and cfg.trunk_channels:
         kwargs["channels"] = cfg.trunk_channels
     if cfg.layer_norm:  # only where on: checkpoints without it keep the kwargs they had

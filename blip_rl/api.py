@@ -271,7 +271,7 @@ def train(games: Sequence[str] | str | None = None, method: str | None = None, *
     :param config: a YAML file or a shipped config's name (``quick``, ``minatar3``); default: the defaults.
     :param overrides: any config key, nested sections as dicts or with ``__`` for the dot:
         ``n_envs=8`` (short for ``env={"n_envs": 8}``), ``ppo={"learning_rate": 1e-3}``,
-        ``eval__episodes=5``, ``method_options={"strength": 100}``, ``wandb="PROJECT"`` (as ``--wandb``).
+        ``eval__episodes=5``, ``methods={"l2": {"strength": 100}}``, ``wandb="PROJECT"`` (as ``--wandb``).
     :raises UserError: an unknown key (naming the nearest valid one), a value out of range, a
         run dir that exists: before anything is written.
     :raises Interrupted: stopped by a signal, after writing a checkpoint (:func:`resume` goes on).

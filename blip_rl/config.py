@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .core.bits import check_max_bits
-from .core.methods import MethodError, check_options, resolve_method
+from .core.methods import METHODS, MethodError, check_options, resolve_method
 from .core.quant import DEFAULT_F_PRIOR
 from .flags import DEFAULT_SEED
 from .system import PRECISIONS
@@ -28,7 +28,7 @@ from .system import PRECISIONS
 #: the config layer does not import the envs).
 NORMALIZATIONS = ("ppo", "human", "none")
 
-__all__ = ["parse_assignments", "EnvConfig", "PPOConfig", "BlipConfig", "EWCConfig", "EvalConfig", "TrainConfig",
+__all__ = ["parse_assignments", "upgrade_keys", "EnvConfig", "PPOConfig", "EvalConfig", "TrainConfig",
            "load_config", "merge", "to_dict", "ConfigError"]
 
 
@@ -158,24 +158,6 @@ class PPOConfig:
 
 
 @dataclass
-class BlipConfig:
-    max_bits: int = 20  #: N, bits per parameter (1..MAX_SUPPORTED_BITS, core.bits.check_max_bits)
-    #: F_prior on the exact per-sample Fisher (docs/methods.md: "F_prior")
-    f_prior: float = bounded(DEFAULT_F_PRIOR, gt=0)
-    ig_rule: str = bounded("paper", choices=("paper", "official"))  #: "paper" (eq. 8) or "official" (the authors' code)
-    strict_radius: bool = False  #: clip radius b*2^-(n+1) instead of b*2^-n
-    #: keep (the paper: theta stays, the anchor is quantized) | overwrite (the authors' code:
-    #: theta = Q(theta, n), so every weight with no frozen bit becomes 0)
-    consolidation: str = bounded("keep", choices=("keep", "overwrite"))
-
-
-@dataclass
-class EWCConfig:
-    ewc_lambda: float = bounded(5000.0, ge=0)
-    gamma: float = bounded(1.0, ge=0, le=1)  #: online-EWC decay of the accumulated Fisher
-
-
-@dataclass
 class EvalConfig:
     """Evaluation of every learned game. The defaults keep short runs short: a game is cut at
     4,500 agent steps (18k frames, 5 minutes of play), where a young greedy policy that never
@@ -203,9 +185,10 @@ class TrainConfig:
                                                       "spaceinvaders"])
     #: a registered method (blip | ewc | ft | ft-fix, see `blip-rl train --help`) or package.module:Class
     method: str = "blip"
-    #: options of the method (its Options dataclass); for blip and ewc they override the
-    #: fields of the `blip:` / `ewc:` sections below
-    method_options: dict[str, Any] = field(default_factory=dict)
+    #: options per method name, e.g. {blip: {consolidation: overwrite}, ewc: {ewc_lambda: 5000}}
+    #: (each method's Options dataclass; `--set methods.NAME.KEY=VALUE`): the chosen method gets
+    #: its entry, so one config can carry the options of every method a sweep compares
+    methods: dict[str, Any] = field(default_factory=dict)
     steps_per_game: int = bounded(10_000_000, ge=1)  #: env steps per game (all envs together)
     seed: int = bounded(DEFAULT_SEED, ge=0, le=MAX_SEED)
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
@@ -223,6 +206,8 @@ class TrainConfig:
     #: a LayerNorm without parameters between each trunk layer and its ReLU (a plasticity aid,
     #: usable with any method; it has nothing to learn, so BLIP and the rest protect the same weights)
     layer_norm: bool = False
+    #: N, bits per weight of the trunk's BLIP layers (1..24: float32's mantissa, core.bits.check_max_bits)
+    max_bits: int = 20
     fisher_samples: int = bounded(2000, ge=1)  #: states from the policy's own last rollouts for the Fisher
     fisher_batch_size: int = bounded(250, ge=1)
     #: what a game's normalized score is relative to: ppo (PPO after 40M frames, the BLIP paper's;
@@ -241,16 +226,26 @@ class TrainConfig:
     keep_checkpoints: str = bounded("all", choices=("all", "last"))
     env: EnvConfig = field(default_factory=EnvConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    blip: BlipConfig = field(default_factory=BlipConfig)
-    ewc: EWCConfig = field(default_factory=EWCConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def method_kwargs(self) -> dict[str, Any]:
         """The options :func:`blip_rl.core.make_method` gets for ``method``, checked against the
         method's ``Options`` (raises :class:`blip_rl.core.MethodError`)."""
-        cls = resolve_method(self.method)
-        return check_options(cls, section_options(self, self.method, cls, self.method_options))
+        return check_options(resolve_method(self.method), self.options_of(self.method))
+
+    def options_of(self, method: str) -> dict[str, Any]:
+        """``methods``' entry for ``method`` (empty: the method's defaults)."""
+        entry = self.methods.get(method) or {}
+        if not isinstance(entry, dict):
+            raise ConfigError(f"methods.{method} must be a mapping of the method's options, got {entry!r}")
+        return dict(entry)
+
+    @property
+    def layer_f_prior(self) -> float:
+        """F_prior of the trunk's BLIP layers: ``methods.blip.f_prior``, else the default."""
+        value = self.options_of("blip").get("f_prior")
+        return DEFAULT_F_PRIOR if value is None else float(value)
 
     def validate(self, notes: list[str] | None = None) -> "TrainConfig":
         """Check values that types alone cannot; returns self.
@@ -263,6 +258,9 @@ class TrainConfig:
         try:
             n_tasks = sum(1 for item in self.games for name in str(item).split(",") if name.strip())
             check_options(resolve_method(self.method), self.method_kwargs(), n_tasks=n_tasks)
+            for name in self.methods:  # the options of the other registered methods, so a typo is found now
+                if name != self.method and name in METHODS:
+                    check_options(METHODS[name], self.options_of(name))
         except MethodError as exc:
             raise ConfigError(str(exc)) from None
         if not self.games:
@@ -283,9 +281,9 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         try:
-            check_max_bits(self.blip.max_bits)
+            check_max_bits(self.max_bits)
         except ValueError as exc:
-            raise ConfigError(f"blip.{exc}") from None
+            raise ConfigError(str(exc)) from None
         return self
 
 
@@ -310,9 +308,20 @@ def nearest_divisor(n: int, target: int) -> int:
     return min(divisors, key=lambda d: (abs(d - target), d))
 
 
-def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Translate keys of earlier versions; drop the informational ``runtime`` section."""
-    out = {}
+#: Spellings of method options of earlier versions, still read (with a note): the ``blip:`` and
+#: ``ewc:`` sections and ``method_options:`` (the chosen method's) are ``methods.NAME`` now, and
+#: BLIP's ``max_bits`` (a setting of the trunk's layers) is a top-level key.
+LEGACY_SECTIONS = ("blip", "ewc", "method_options")
+
+
+def upgrade_keys(data: dict[str, Any], *, method: str, notes: list[str] | None = None) -> dict[str, Any]:
+    """Translate keys of earlier versions; drop the informational ``runtime`` section.
+
+    :param method: the run's method, for ``method_options`` of earlier versions.
+    :param notes: gets one line per old spelling read.
+    """
+    out: dict[str, Any] = {}
+    moved: dict[str, Any] = {}
     for key, value in data.items():
         if key in (RUNTIME_KEY, RUNTIME_RESUMED_KEY):
             continue
@@ -321,19 +330,24 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
             if new not in data:
                 out[new] = convert(value)
             continue
+        head, dot, rest = str(key).partition(".")
+        if head in LEGACY_SECTIONS:
+            entries = {rest: value} if dot else value
+            if not isinstance(entries, dict):
+                raise ConfigError(f"{key} must be a mapping of a method's options, got {value!r}")
+            name = method if head == "method_options" else head
+            for option, v in entries.items():
+                if head == "blip" and option == "max_bits":
+                    moved["max_bits"] = v
+                else:
+                    moved[f"methods.{name}.{option}"] = v
+            if notes is not None:
+                now = ", ".join(sorted(("max_bits" if head == "blip" and o == "max_bits" else f"methods.{name}.{o}")
+                                       for o in entries))
+                notes.append(f"note: {key}{'' if dot else ':'} is an earlier spelling, read as {now}")
+            continue
         out[key] = value
-    return out
-
-
-def section_options(cfg: Any, method: str, cls: type, explicit: dict[str, Any]) -> dict[str, Any]:
-    """A method's options: the fields of its ``Options`` found in the config section named like
-    the method (``blip:``, ``ewc:``), overridden by ``explicit`` (``method_options:``)."""
-    options: dict[str, Any] = {}
-    section = getattr(cfg, method, None) if ":" not in method else None
-    if cls.Options is not None and dataclasses.is_dataclass(section):
-        wanted = {f.name for f in dataclasses.fields(cls.Options)}
-        options = {f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name in wanted}
-    return {**options, **explicit}
+    return {**out, **moved}  # after a `methods:` mapping, so that they add to it
 
 
 def _hints(cls) -> dict[str, Any]:
@@ -443,7 +457,7 @@ def merge(cfg: Any, overrides: dict[str, Any], *, prefix: str = "") -> Any:
                 near = [inner[near_inner[0]]]
             hint = f"; did you mean {prefix}{near[0]!s}?" if near else f"; valid keys: {sorted(hints)}"
             raise ConfigError(f"unknown config key '{prefix}{raw_key}'{hint}")
-        if rest and typing.get_origin(hints[head]) is dict:  # --set method_options.strength=2
+        if rest and typing.get_origin(hints[head]) is dict:  # --set methods.ewc.ewc_lambda=2
             values[head] = _set_in(dict(values[head]), rest, value)
         elif rest:
             if not dataclasses.is_dataclass(hints[head]):
@@ -485,7 +499,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     section (what a run chose on its machine) is ignored. Values fitted to each other (see
     :meth:`TrainConfig.validate`) add a line to ``notes``.
     """
-    cfg = TrainConfig()
+    cfg, data = TrainConfig(), {}
     if path is not None:
         path = config_file(path)
         try:
@@ -494,9 +508,12 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must be a mapping of keys to values, got {type(data).__name__}")
-        cfg = merge(cfg, _upgrade(data))
+    # the method the run will have: an earlier version's method_options are its options
+    method = str((overrides or {}).get("method") or data.get("method") or cfg.method)
+    if data:
+        cfg = merge(cfg, upgrade_keys(data, method=method, notes=notes))
     if overrides:
-        cfg = merge(cfg, _upgrade(overrides))
+        cfg = merge(cfg, upgrade_keys(overrides, method=method, notes=notes))
     return cfg.validate(notes)
 
 

@@ -134,7 +134,9 @@ def method_options_of(run: RunData) -> dict[str, Any]:
             return load_config(run.path / "config.yaml").method_kwargs()
         except UserError:
             pass
-    return dict(run.config.get("method_options") or {})
+    methods = run.config.get("methods") or {}
+    return dict((methods.get(run.config.get("method")) if isinstance(methods, dict) else None)
+                or run.config.get("method_options") or {})
 
 
 def _labels(runs: Sequence[RunData]) -> list[str]:

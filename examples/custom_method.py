@@ -51,6 +51,6 @@ class Decay(ContinualMethod):
 if __name__ == "__main__":
     run_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/example-custom"
     results = blip_rl.train(games=["minatar-breakout", "minatar-freeway", "minatar-asterix"], method="__main__:Decay",
-                            method_options={"strength": 0.5}, steps_per_game=2048, n_envs=4, threads=1,
+                            methods={"__main__:Decay": {"strength": 0.5}}, steps_per_game=2048, n_envs=4, threads=1,
                             run_dir=run_dir)
     print(results.method, results.table())

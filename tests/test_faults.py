@@ -118,7 +118,9 @@ values = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9), st.floa
                    st.text(max_size=12), st.lists(st.text(max_size=6), max_size=3),
                    st.dictionaries(st.text(max_size=8), st.integers(), max_size=2))
 keys = st.one_of(st.sampled_from(["games", "method", "steps_per_game", "env.n_envs", "ppo.n_steps", "eval",
-                                  "blip.f_prior", "blip.ig_rule", "fast", "ppo", "eval.every", "seed"]),
+                                  "blip.f_prior", "blip.ig_rule", "fast", "ppo", "eval.every", "seed",
+                                  "methods", "methods.blip.f_prior", "methods.ewc", "method_options.strength",
+                                  "max_bits"]),
                  st.text(max_size=12))
 
 

@@ -7,7 +7,7 @@ from tests._cli import TINY, blip_rl
 def test_train_refuses_more_games_than_packnet_capacity(tmp_path):
     run_dir = tmp_path / "run"
     out = blip_rl("train", "--games", "kungfu,boxing,pong", "--method", "packnet", "--set",
-                  "method_options.capacity=2", "--run-dir", run_dir, *TINY, check=False)
+                  "methods.packnet.capacity=2", "--run-dir", run_dir, *TINY, check=False)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "packnet holds 2 tasks" in out.stderr and "capacity=3" in out.stderr
     assert not run_dir.exists()

@@ -36,9 +36,9 @@ def test_every_evaluation_records_plasticity_and_blip_capacity(tmp_path):
 
 
 @pytest.mark.parametrize("method, options", [
-    ("redo", ["--set", "method_options.interval=1", "--set", "method_options.tau=0.5"]),
+    ("redo", ["--set", "methods.redo.interval=1", "--set", "methods.redo.tau=0.5"]),
     ("l2-init", []),
-    ("shrink-perturb", ["--set", "method_options.schedule=step"]),
+    ("shrink-perturb", ["--set", "methods.shrink-perturb.schedule=step"]),
 ])
 def test_plasticity_baselines_train_and_resume(tmp_path, method, options):
     run_dir = tmp_path / method
@@ -51,9 +51,9 @@ def test_plasticity_baselines_train_and_resume(tmp_path, method, options):
 
 
 @pytest.mark.parametrize("options, what", [
-    (["--method", "redo", "--set", "method_options.tau=-1"], "tau"),
-    (["--method", "l2-init", "--set", "method_options.strength=-1"], "strength"),
-    (["--method", "shrink-perturb", "--set", "method_options.schedule=often"], "schedule"),
+    (["--method", "redo", "--set", "methods.redo.tau=-1"], "tau"),
+    (["--method", "l2-init", "--set", "methods.l2-init.strength=-1"], "strength"),
+    (["--method", "shrink-perturb", "--set", "methods.shrink-perturb.schedule=often"], "schedule"),
 ])
 def test_plasticity_options_out_of_range_are_one_line_and_write_nothing(tmp_path, options, what):
     run_dir = tmp_path / "run"

@@ -82,7 +82,7 @@ def run(env, *args, check=True):
 
 def test_a_method_from_outside_runs_train_kill_resume_eval_and_report(env, tmp_path):
     run_dir = tmp_path / "l2"
-    args = ["train", "--games", "kungfu,boxing", "--method", "my_l2:L2", "--set", "method_options.strength=0.5",
+    args = ["train", "--games", "kungfu,boxing", "--method", "my_l2:L2", "--set", "methods.my_l2:L2.strength=0.5",
             "--run-dir", run_dir, *RUN]
     proc = subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     # Kill -9 once the second game has written a resumable checkpoint.
@@ -144,7 +144,7 @@ def test_a_method_that_cannot_be_used_is_one_line_exit_2_and_writes_nothing(env,
 
 
 def test_an_option_the_method_does_not_take_is_refused(env, tmp_path):
-    out = run(env, "train", "--games", "boxing", "--method", "my_l2:L2", "--set", "method_options.lam=1",
+    out = run(env, "train", "--games", "boxing", "--method", "my_l2:L2", "--set", "methods.my_l2:L2.lam=1",
               "--run-dir", tmp_path / "run", *TINY, check=False)
     assert out.returncode == 2 and "unknown option(s) lam for method my-l2; it takes strength" in out.stderr
     assert not (tmp_path / "run").exists()

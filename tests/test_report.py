@@ -377,7 +377,7 @@ def test_runs_of_one_method_with_different_options_are_rows_of_their_own(runs, t
 
     variant = _copy(runs["blip", 1], tmp_path / "blip-overwrite-s1")
     config = yaml.safe_load((variant / "config.yaml").read_text())
-    config.setdefault("blip", {})["consolidation"] = "overwrite"
+    config.setdefault("methods", {}).setdefault("blip", {})["consolidation"] = "overwrite"
     (variant / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     groups = rep._group([rep.load_run(p) for p in (runs["blip", 1], variant, runs["ft", 1])])
     assert list(groups) == ["blip (consolidation=keep)", "blip (consolidation=overwrite)", "ft"]

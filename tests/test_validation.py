@@ -34,14 +34,14 @@ CLASSIFY_KEYS = [kv for kv in _bad_values(ClassifyConfig()) if kv[0] != "train"]
 def test_every_train_key_has_a_range_or_is_checked_elsewhere():
     ranged = {k for k, _ in TRAIN_KEYS}
     free = set()
-    for section in ("", "env.", "ppo.", "blip.", "ewc.", "eval."):
+    for section in ("", "env.", "ppo.", "eval."):
         obj = TrainConfig() if not section else getattr(TrainConfig(), section[:-1])
         for f in dataclasses.fields(obj):
             if not dataclasses.is_dataclass(getattr(obj, f.name)) and f"{section}{f.name}" not in ranged:
                 free.add(f"{section}{f.name}")
     # bools need no range; the rest are checked by their own code (games, methods, device, bits).
     bools = {k for k in free if isinstance(eval_key(k), bool)}
-    assert free - bools == {"games", "method", "method_options", "device", "blip.max_bits"}
+    assert free - bools == {"games", "method", "methods", "device", "max_bits"}
 
 
 def eval_key(key):
@@ -120,7 +120,7 @@ METHOD_OPTIONS = [("blip", "consolidation", "sync"), ("blip", "ig_rule", "nope")
 @pytest.mark.parametrize("method, option, value", METHOD_OPTIONS)
 def test_a_method_option_out_of_range_is_refused_before_writing(tmp_path, capsys, method, option, value):
     for argv in (["train", "--games", "kungfu", "--method", method, "--precision", "fp32", "--set",
-                  f"method_options.{option}={value}", "--run-dir", str(tmp_path / "run")],
+                  f"methods.{method}.{option}={value}", "--run-dir", str(tmp_path / "run")],
                  ["classify", "--benchmark", "digits5", "--method", method, "--set",
                   f"methods.{method}.{option}={value}", "--run-dir", str(tmp_path / "run")]):
         err = _one_line_exit_2(capsys, argv)

@@ -82,8 +82,7 @@ class ClassifyConfig:
     def resolved(self) -> dict[str, Any]:
         """The config as written to ``config.yaml``: only the chosen method's options."""
         d = asdict(self)
-        d.pop("methods")
-        d["method_options"] = self.method_options
+        d["methods"] = {self.method: self.method_options}
         return d
 
 
@@ -248,7 +247,9 @@ def config_of_run(run_dir: Path) -> ClassifyConfig:
 
     known = set(ClassifyConfig.__dataclass_fields__)
     cfg = merge(ClassifyConfig(), {k: v for k, v in raw.items() if k in known})
-    cfg.methods = {cfg.method: dict(raw.get("method_options") or {})}
+    written = raw.get("methods") if isinstance(raw.get("methods"), dict) else {}
+    # config.yaml holds the run's own method's options (``method_options:`` before 2026-12-01)
+    cfg.methods = {cfg.method: dict(written.get(cfg.method) or raw.get("method_options") or {})}
     # The written model entry is the built model's constructor_kwargs: shapes come from the data.
     cfg.model = {k: v for k, v in cfg.model.items() if k not in ("input_shape", "head_sizes")}
     _validate(cfg)
@@ -319,7 +320,7 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
     method = make_method(cfg.method, model.trunk, **method_options)
 
     resolved = cfg.resolved()
-    resolved.update(device=device, method_options=method_options, train=asdict(train),
+    resolved.update(device=device, methods={cfg.method: method_options}, train=asdict(train),
                     model=dict(model.constructor_kwargs), tasks=[t.name for t in tasks])
     from ..config import RUNTIME_KEY
 

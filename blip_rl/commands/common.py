@@ -70,7 +70,7 @@ def checkpoint_runtime(path: str | Path, args: argparse.Namespace, *, n_envs: in
 CONFIG_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--games", "games", str, "comma-separated games, e.g. kungfu,boxing (see `blip-rl games`)"),
     ("--method", "method", str, "a registered method ({methods}) or package.module:Class "
-                                "(options: --set method_options.KEY=VALUE)"),
+                                "(options: --set methods.NAME.KEY=VALUE)"),
     ("--steps-per-game", "steps_per_game", int, "env steps per game"),
     ("--n-envs", "env.n_envs", int, "parallel environments"),
     ("--seed", "seed", int, "seed of the run"),
@@ -79,8 +79,8 @@ CONFIG_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--backend", "env.backend", str, "env backend: ale | sb3"),
     ("--eval-every", "eval.every", int, "env steps between evaluations of all learned games"),
     ("--eval-episodes", "eval.episodes", int, "evaluation games per learned game"),
-    ("--f-prior", "blip.f_prior", float, "BLIP's F_prior"),
-    ("--ig-rule", "blip.ig_rule", str, "paper | official"),
+    ("--f-prior", "methods.blip.f_prior", float, "BLIP's F_prior"),
+    ("--ig-rule", "methods.blip.ig_rule", str, "paper | official"),
     ("--wandb", "wandb.project", str, "mirror the run to this Weights & Biases project (the wandb extra; "
                                       "WANDB_MODE=offline works without a network)"),
 )

@@ -73,7 +73,7 @@ def test_classify_digits5_writes_the_run_files(tmp_path, method, capsys):
     assert cfg["epochs"] == 2 and cfg["model"]["hidden"] == 16 and cfg["method"] == method
     assert cfg["device"] == "cpu" and cfg["tasks"][0] == "digits-0-1"
     if method == "blip":
-        assert cfg["method_options"]["f_prior"] == cfg["model"]["f_prior"]
+        assert cfg["methods"]["blip"]["f_prior"] == cfg["model"]["f_prior"]
     assert (run_dir / "command.txt").read_text().startswith("blip-rl classify --benchmark digits5")
     out = capsys.readouterr().out
     assert "ACC" in out and "BWT" in out and "digits-8-9" in out
@@ -85,7 +85,7 @@ def test_f_prior_override_and_existing_run_dir_refused(tmp_path):
     classify(["--benchmark", "pdigits", "--method", "blip", "--run-dir", str(run_dir), "--f-prior", "3e-9",
               "--set", "data.num_tasks=2", *QUICK])
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert cfg["method_options"]["f_prior"] == 3e-9 and len(cfg["tasks"]) == 2
+    assert cfg["methods"]["blip"]["f_prior"] == 3e-9 and len(cfg["tasks"]) == 2
     before = (run_dir / "results.json").read_bytes()
     with pytest.raises(ValueError, match="not empty"):
         classify(["--benchmark", "pdigits", "--method", "ft", "--run-dir", str(run_dir), *QUICK])

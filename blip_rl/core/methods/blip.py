@@ -25,6 +25,8 @@ class BlipOptions:
     consolidation: str = "keep"
 
     def __post_init__(self) -> None:
+        if self.f_prior is not None and not self.f_prior > 0:
+            raise ValueError(f"f_prior must be > 0, got {self.f_prior}")
         check_rule(self.ig_rule)
         check_consolidation(self.consolidation)
 

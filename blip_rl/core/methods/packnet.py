@@ -49,8 +49,8 @@ class PackNetOptions:
 
 def _capacity_error(capacity: int, n_tasks: int) -> MethodError:
     return MethodError(f"packnet holds {capacity} tasks (option capacity) but this sequence has {n_tasks}: set "
-                       f"method_options.capacity={n_tasks} (--set method_options.capacity={n_tasks}, or "
-                       f"methods.packnet.capacity for classify), or learn fewer tasks")
+                       f"methods.packnet.capacity={n_tasks} (--set methods.packnet.capacity={n_tasks}), or learn "
+                       "fewer tasks")
 
 
 @register
