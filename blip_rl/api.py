@@ -29,14 +29,14 @@ from .errors import UserError
 from .io import lock_run_dir, make_run_dir, remove_stale_temp_files
 from .logging.mirror import check_wandb
 
-__all__ = ["train", "classify", "resume", "evaluate", "load", "Agent", "Interrupted", "run_training", "start_training",
-           "resume_training", "resumed_precision", "record_resumed_runtime"]
+__all__ = ["train", "classify", "resume", "evaluate", "load", "Agent", "Interrupted", "TrainingRun", "run_training",
+           "start_training", "resume_training", "resumed_precision", "record_resumed_runtime"]
 
 
 # --- the training run driver (``train`` and ``train --resume``) -------------------------------
 
 @dataclasses.dataclass
-class _Run:
+class TrainingRun:
     """A run directory ready to be driven: its config, runtime, and what it resumes from."""
 
     run_dir: Path
@@ -105,7 +105,7 @@ def _reference_warnings(cfg: Any) -> list[str]:
             "accumulated normalized reward leaves them out; see `blip-rl games`)"]
 
 
-def start_training(cfg: Any, run_dir: str | Path, *, argv: Sequence[str]) -> _Run:
+def start_training(cfg: Any, run_dir: str | Path, *, argv: Sequence[str]) -> TrainingRun:
     """A new run dir for ``cfg`` (a :class:`~blip_rl.config.TrainConfig`): games, device,
     precision and threads are checked first, so bad input leaves nothing on disk; then the run
     dir and its ``config.yaml``, ``command.txt`` and ``system_info.txt``."""
@@ -123,10 +123,10 @@ def start_training(cfg: Any, run_dir: str | Path, *, argv: Sequence[str]) -> _Ru
     check_wandb(cfg.wandb, Path(run_dir))
     run_dir = make_run_dir(Path(run_dir))
     write_run_files(run_dir, to_dict(cfg), list(argv), runtime)
-    return _Run(run_dir=run_dir, cfg=cfg, runtime=runtime, notes=notes)
+    return TrainingRun(run_dir=run_dir, cfg=cfg, runtime=runtime, notes=notes)
 
 
-def resume_training(run_dir: str | Path, *, threads: int | None = None) -> _Run:
+def resume_training(run_dir: str | Path, *, threads: int | None = None) -> TrainingRun:
     """An existing run dir, locked for this process, with its config, results and newest
     checkpoint; ``threads`` (the machine may have changed) overrides the run's own."""
     from .agents.checkpoint import read_checkpoint
@@ -150,7 +150,7 @@ def resume_training(run_dir: str | Path, *, threads: int | None = None) -> _Run:
     if precision != cfg.precision:
         runtime = dataclasses.replace(runtime, precision_reason="auto: kept from the start of this run, on the "
                                                                  "same kind of machine")
-    return _Run(run_dir=run_dir, cfg=cfg, runtime=runtime, notes=[], results=results, payload=payload)
+    return TrainingRun(run_dir=run_dir, cfg=cfg, runtime=runtime, notes=[], results=results, payload=payload)
 
 
 def _append_system_info(run_dir: Path, info: str, step: int) -> None:
@@ -165,7 +165,7 @@ def _append_system_info(run_dir: Path, info: str, step: int) -> None:
     atomic_write_text(path, before + f"\n# resumed at env step {step} on {stamp}\n" + info)
 
 
-def run_training(run: _Run, *, progress: bool = True, say: Callable[[str], None] = print) -> Results:
+def run_training(run: TrainingRun, *, progress: bool = True, say: Callable[[str], None] = print) -> Results:
     """Drive a started or resumed run to its end: learn the games left, evaluating, consolidating
     and checkpointing as the config says. SIGINT/SIGTERM stop it after the current update with a
     checkpoint (:class:`Interrupted`); a non-finite loss raises
