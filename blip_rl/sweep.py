@@ -63,6 +63,10 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             common += [flag, str(value)]
     out = Path(args.out).resolve()
+    given_sets = [str(v).partition("=")[0].strip() for f, v in given_config_flags(args) if f == "--set"]
+    if getattr(args, "wandb", None) and "wandb.group" not in given_sets:
+        common += ["--set", f"wandb.group={out.name}"]  # the sweep's runs as one W&B group
+
     def dirname(m: str) -> str:  # package.module:Class -> package.module.Class
         return m.replace(":", ".")
 

@@ -85,3 +85,21 @@ def test_every_run_trains_the_way_the_sweep_decided_and_reproduces(sweep, tmp_pa
     args = [*plan["args"]["blip-s1"], "--device", "cpu", "--precision", "fp32", "--threads", "1"]
     blip_rl("train", *args, "--run-dir", tmp_path / "by-hand")
     assert_same_run(out / "blip-s1", tmp_path / "by-hand")
+
+
+def test_a_sweep_mirrored_to_wandb_puts_its_runs_in_one_group(tmp_path):
+    import argparse
+
+    from blip_rl import sweep
+
+    parser = argparse.ArgumentParser()
+    sweep.register(parser.add_subparsers())
+    args = parser.parse_args(["sweep", "--methods", "blip,ft", "--seeds", "1", "--out", str(tmp_path / "paper"),
+                              "--wandb", "proj", "--games", "minatar-breakout"])
+    runs = sweep.plan_runs(args)
+    for run in runs:
+        assert "--wandb" in run["args"] and run["args"][run["args"].index("--wandb") + 1] == "proj"
+        assert run["args"][run["args"].index("wandb.group=paper") - 1] == "--set"
+    args = parser.parse_args(["sweep", "--methods", "blip", "--seeds", "1", "--out", str(tmp_path / "x"),
+                              "--wandb", "proj", "--set", "wandb.group=mine"])
+    assert "wandb.group=x" not in sweep.plan_runs(args)[0]["args"]
