@@ -445,11 +445,18 @@ _GROUP_TEXT = {
 }
 
 
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as summary.json holds them: plain values kept, anything else as its text."""
+    return {k: v if isinstance(v, (bool, int, float, str, type(None))) else str(v) for k, v in sorted(options.items())}
+
+
 def _summary(groups: dict[str, list[RunData]], refs: dict[str, list[float]] | None = None) -> dict[str, Any]:
     methods = {}
     for method, runs in groups.items():
         transfers = [_forward_transfer(r, refs) for r in runs] if refs else []
         methods[method] = {
+            "method": runs[0].method,
+            "options": _jsonable(method_options_of(runs[0])),
             "seeds": [r.seed for r in runs],
             "trained_with": sorted({trained_with(r) for r in runs}),
             "runs": [str(r.path) for r in runs],

@@ -12,7 +12,9 @@ from __future__ import annotations
 from .errors import UserError
 
 import argparse
+import itertools
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -36,8 +38,43 @@ def _require_ray():
     return require("ray", extra="ray", purpose="blip-rl sweep")
 
 
+def parse_grid(entries: list[str] | None, methods: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """``--grid methods.NAME.KEY=V1,V2`` entries as, per method, its option keys and values:
+    ``{"ewc": [("ewc_lambda", "500"), ...]}``, each list one axis. A grid names a method's options
+    only (the report tells runs apart by them); the method must be one of ``--methods``."""
+    axes: dict[str, dict[str, list[str]]] = {}
+    for entry in entries or []:
+        key, eq, values = str(entry).partition("=")
+        parts = key.strip().split(".")
+        if not eq or len(parts) != 3 or parts[0] != "methods" or not all(parts):
+            raise UserError(f"--grid {entry!r}: give a method option and its values, e.g. "
+                             "--grid methods.ewc.ewc_lambda=500,5000,50000 (other keys: one sweep per value, "
+                             "with --set)")
+        _, method, option = parts
+        if method not in methods:
+            raise UserError(f"--grid {entry!r} is an option of {method}, which is not in --methods "
+                             f"({','.join(methods)}); add it there or drop the grid")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not vals or len(set(vals)) != len(vals):
+            raise UserError(f"--grid {entry!r}: give distinct values, comma-separated, e.g. {key}=0.1,1,10")
+        bad = [v for v in vals if not re.fullmatch(r"[A-Za-z0-9_.+-]+", v)]
+        if bad:
+            raise UserError(f"--grid {entry!r}: {bad[0]!r} is not a plain value (letters, digits, . + - _); "
+                             "it names the run's dir")
+        if option in axes.setdefault(method, {}):
+            raise UserError(f"--grid names {method}'s {option} twice; give its values once, comma-separated")
+        axes[method][option] = vals
+    return {m: [(k, v) for k, vs in opts.items() for v in vs] for m, opts in axes.items()}
+
+
+def _grid_points(axes: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Every combination of one value per option key (the grid's points; [[]] without a grid)."""
+    keys = list(dict.fromkeys(k for k, _ in axes))
+    return [list(zip(keys, combo)) for combo in itertools.product(*[[v for k, v in axes if k == key] for key in keys])]
+
+
 def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One entry per (method, seed): its run dir and the ``blip-rl train`` arguments."""
+    """One entry per (method, grid point, seed): its run dir and the ``blip-rl train`` arguments."""
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -67,20 +104,36 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     if getattr(args, "wandb", None) and "wandb.group" not in given_sets:
         common += ["--set", f"wandb.group={out.name}"]  # the sweep's runs as one W&B group
 
-    def dirname(m: str) -> str:  # package.module:Class -> package.module.Class
-        return m.replace(":", ".")
+    grid = parse_grid(getattr(args, "grid", None), methods)
 
-    return [{"name": f"{dirname(m)}-s{s}", "method": m, "seed": s, "run_dir": str(out / f"{dirname(m)}-s{s}"),
-             "args": ["--method", m, "--seed", str(s), *common, "--no-progress"]}
-            for m in methods for s in seeds]
+    def dirname(m: str, point: list[tuple[str, str]]) -> str:  # package.module:Class -> package.module.Class
+        return "-".join([m.replace(":", "."), *(f"{k}={v}" for k, v in point)])
+
+    runs = []  # seed by seed: a sweep stopped part way has every method and point at its first seeds
+    for s in seeds:
+        for m in methods:
+            for point in _grid_points(grid.get(m, [])):
+                sets = [a for k, v in point for a in ("--set", f"methods.{m}.{k}={v}")]
+                name = f"{dirname(m, point)}-s{s}"
+                runs.append({"name": name, "method": m, "seed": s, "run_dir": str(out / name),
+                             "options": dict(point),
+                             "args": ["--method", m, "--seed", str(s), *common, *sets, "--no-progress"]})
+    return runs
 
 
-def _sweep_config(args: argparse.Namespace):
-    """The config every run of the sweep starts from (method and seed aside), checked here."""
+def _sweep_config(args: argparse.Namespace, runs: list[dict[str, Any]]):
+    """The config every run of the sweep starts from (method and seed aside), checked here, and
+    with each grid point's options (a bad value is found before anything starts)."""
     from .commands.common import train_overrides
-    from .config import load_config
+    from .config import load_config, parse_assignments
 
-    return load_config(args.config, train_overrides(args))
+    overrides = train_overrides(args)
+    cfg = load_config(args.config, overrides)
+    for run in runs:
+        if run["options"]:
+            point = parse_assignments([f"methods.{run['method']}.{k}={v}" for k, v in run["options"].items()])
+            load_config(args.config, {**overrides, **point, "method": run["method"]})
+    return cfg
 
 
 def _resolve(device: str, precision: str, threads: int, n_envs: int, cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +210,7 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     out = Path(args.out)
     from .commands.common import precision_flag
 
-    cfg = _sweep_config(args)  # the whole config checked before anything is written or started
+    cfg = _sweep_config(args, runs)  # the whole config checked before anything is written or started
     plan = {"command": shlex.join(["blip-rl", *argv]), "runs": [r["name"] for r in runs],
             "args": {r["name"]: r["args"] for r in runs},
             "requested": {"device": cfg.device, "precision": precision_flag(args) or cfg.precision,
@@ -251,6 +304,9 @@ def register(sub) -> None:
     s.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each run reserves (and torch threads)")
     s.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run reserves (e.g. 1, or 0.5)")
     s.add_argument("--retries", type=int, default=2, help="resumes of a failed run from its checkpoint")
+    s.add_argument("--grid", action="append", metavar="methods.NAME.KEY=V1,V2",
+                   help="runs of NAME at each value (repeat for more keys: every combination), e.g. "
+                        "methods.ewc.ewc_lambda=500,5000; a run dir per point: ewc-ewc_lambda=500-s1")
     from .commands.common import add_config_flags
 
     add_config_flags(s, skip=("--method", "--seed"))  # every other train flag passes through to each run

@@ -382,3 +382,7 @@ def test_runs_of_one_method_with_different_options_are_rows_of_their_own(runs, t
     groups = rep._group([rep.load_run(p) for p in (runs["blip", 1], variant, runs["ft", 1])])
     assert list(groups) == ["blip (consolidation=keep)", "blip (consolidation=overwrite)", "ft"]
     assert rep._file_name("blip (consolidation=keep)") == "blip_consolidation_keep"
+    summary = rep._summary(groups)["methods"]  # each row names its method and options, for a reader to pick
+    assert summary["blip (consolidation=overwrite)"]["method"] == "blip"
+    assert summary["blip (consolidation=overwrite)"]["options"]["consolidation"] == "overwrite"
+    assert summary["ft"]["method"] == "ft" and summary["ft"]["options"] == {}

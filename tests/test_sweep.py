@@ -103,3 +103,60 @@ def test_a_sweep_mirrored_to_wandb_puts_its_runs_in_one_group(tmp_path):
     args = parser.parse_args(["sweep", "--methods", "blip", "--seeds", "1", "--out", str(tmp_path / "x"),
                               "--wandb", "proj", "--set", "wandb.group=mine"])
     assert "wandb.group=x" not in sweep.plan_runs(args)[0]["args"]
+
+
+def _plan(tmp_path, *argv):
+    import argparse
+
+    from blip_rl import sweep
+
+    parser = argparse.ArgumentParser()
+    sweep.register(parser.add_subparsers())
+    args = parser.parse_args(["sweep", "--out", str(tmp_path / "grid"), "--games", "minatar-breakout", *argv])
+    return sweep.plan_runs(args), args
+
+
+def test_a_grid_runs_each_point_of_its_method_only(tmp_path):
+    runs, _ = _plan(tmp_path, "--methods", "ewc,ft,blip", "--seeds", "5,6",
+                    "--grid", "methods.ewc.ewc_lambda=500,5e3", "--grid", "methods.ewc.gamma=1,0.9",
+                    "--grid", "methods.blip.f_prior=1e-14,1e-16")
+    names = [r["name"] for r in runs]
+    ewc = [n for n in names if n.startswith("ewc-")]
+    assert len(ewc) == 2 * 2 * 2 and "ewc-ewc_lambda=5e3-gamma=0.9-s6" in ewc  # every combination x seeds
+    assert [n for n in names if n.startswith("ft")] == ["ft-s5", "ft-s6"]  # no grid: one point
+    assert {n for n in names if n.startswith("blip")} == {f"blip-f_prior={v}-s{s}" for v in ("1e-14", "1e-16")
+                                                           for s in (5, 6)}
+    run = next(r for r in runs if r["name"] == "ewc-ewc_lambda=5e3-gamma=0.9-s6")
+    sets = [run["args"][i + 1] for i, a in enumerate(run["args"]) if a == "--set"]
+    assert sets == ["methods.ewc.ewc_lambda=5e3", "methods.ewc.gamma=0.9"]
+    assert run["options"] == {"ewc_lambda": "5e3", "gamma": "0.9"} and run["run_dir"].endswith(run["name"])
+
+
+@pytest.mark.parametrize("grid, says", [
+    ("ppo.learning_rate=1e-3,1e-4", "give a method option"),
+    ("methods.l2.strength=1,2", "not in --methods"),
+    ("methods.ewc.ewc_lambda=", "distinct values"),
+    ("methods.ewc.ewc_lambda=1,1", "distinct values"),
+    ("methods.ewc.ewc_lambda=1/2", "not a plain value"),
+])
+def test_a_bad_grid_is_one_line_before_any_run(tmp_path, grid, says):
+    from blip_rl.errors import UserError
+
+    with pytest.raises(UserError, match=says):
+        _plan(tmp_path, "--methods", "ewc,ft", "--seeds", "1", "--grid", grid)
+
+
+def test_a_grid_value_the_method_refuses_stops_the_sweep_before_it_starts(tmp_path):
+    for grid, says in (("methods.ewc.ewc_lambda=1,abc", "ewc_lambda of method ewc must be a number, got 'abc'"),
+                       ("methods.ewc.lamda=1", "unknown option(s) lamda for method ewc")):
+        out = blip_rl("sweep", "--methods", "ewc", "--seeds", "1", "--out", tmp_path / "g", "--games",
+                      "minatar-breakout", "--grid", grid, check=False)
+        assert out.returncode == 2 and says in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "g").exists()
+
+
+def test_a_study_budget_below_one_rollout_is_refused_before_the_sweep_starts(tmp_path):
+    out = blip_rl("sweep", "--config", "configs/minatar3.yaml", "--methods", "ft", "--seeds", "1",
+                  "--out", tmp_path / "study", "--steps-per-game", "1000", check=False)
+    assert out.returncode == 2 and "below one rollout" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "study").exists()

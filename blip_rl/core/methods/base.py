@@ -224,7 +224,9 @@ def _coerce(cls_name: str, key: str, value: Any, hint: Any) -> Any:
         return value
     if hint is Any:
         return value
-    raise MethodError(f"option {key} of method {cls_name} must be {hint}, got {value!r}")
+    names = {bool: "true or false", float: "a number", int: "an integer", str: "a string", type(None): "null"}
+    kind = " or ".join(dict.fromkeys(names.get(a, getattr(a, "__name__", str(a))) for a in allowed))
+    raise MethodError(f"option {key} of method {cls_name} must be {kind}, got {value!r}")
 
 
 def check_options(cls: type[ContinualMethod], options: dict[str, Any], n_tasks: int | None = None) -> dict[str, Any]:

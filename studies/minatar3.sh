@@ -1,0 +1,66 @@
+#!/bin/bash
+# The MinAtar study (issue 26): Space Invaders -> Asterix -> Seaquest (configs/minatar3.yaml, 500k env
+# steps per game), every built-in method, 5 seeds. Resumable: re-run the same command to continue.
+#
+#   OUT=DIR bash studies/minatar3.sh            # default OUT=runs/study-minatar3
+#
+# 1. tune: each regularization strength and BLIP's f_prior on a small grid, on the first task pair only
+#    (Space Invaders -> Asterix), on seed 100, which is not reported; chosen = highest mean ACC
+#    (studies/choose.py). configs/minatar3.yaml's methods: section holds the chosen values.
+# 2. the sweep: every method with the configs' (chosen) options, BLIP with both consolidations, seeds 1-5.
+# 3. single-task references: ft on each game alone, same budget and evaluation schedule, seeds 1-5.
+# 4. the report, with forward transfer against the references.
+# Every run: fp32, 1 torch thread, as many at once as there are cores (blip-rl sweep on a local Ray).
+set -euo pipefail
+cd "$(dirname "$0")/.." && { [ -d .venv ] && . .venv/bin/activate; }
+OUT=${OUT:-runs/study-minatar3}
+SEEDS=${SEEDS:-1,2,3,4,5}
+TUNE_SEEDS=${TUNE_SEEDS:-100}
+CONFIG=configs/minatar3.yaml
+GAMES=minatar-spaceinvaders,minatar-asterix,minatar-seaquest
+COMMON=(--config "$CONFIG" --precision fp32 --cpus-per-run 1)
+mkdir -p "$OUT"
+stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$OUT/study.log"; }
+
+if [ "${SKIP_TUNE:-0}" != 1 ]; then
+  stamp "tune: start"
+  blip-rl sweep "${COMMON[@]}" --games minatar-spaceinvaders,minatar-asterix --seeds "$TUNE_SEEDS" \
+    --methods ewc,l2,mas,si,bc-replay,l2-init,blip --out "$OUT/tune" \
+    --grid methods.ewc.ewc_lambda=500,5000,50000 \
+    --grid methods.l2.strength=0.1,1,10 \
+    --grid methods.mas.strength=0.01,0.1,1 \
+    --grid methods.si.strength=0.01,0.1,1 \
+    --grid methods.bc-replay.strength=0.1,1,10 \
+    --grid methods.l2-init.strength=1e-4,1e-3,1e-2 \
+    --grid methods.blip.f_prior=1e-16,1e-14,1e-12
+  [ -f "$OUT/tune-report/summary.json" ] || blip-rl report "$OUT"/tune/*-s* --out "$OUT/tune-report"
+  python studies/choose.py "$OUT/tune-report/summary.json" --out "$OUT/chosen.json"
+  stamp "tune: done (chosen: $OUT/chosen.md)"
+  # The sweep below runs with the config's options; say so where tuning chose otherwise.
+  python - "$OUT/chosen.json" "$CONFIG" <<'EOF'
+import json, sys, yaml
+chosen = json.load(open(sys.argv[1]))["chosen"]
+config = yaml.safe_load(open(sys.argv[2])).get("methods") or {}
+differ = [f"{m}.{k}: tuned {v}, config {config.get(m, {}).get(k)}" for m, o in chosen.items() for k, v in o.items()
+          if config.get(m, {}).get(k) != v]
+if differ:
+    sys.exit(f"{sys.argv[2]}'s methods: differ from what tuning chose ({'; '.join(differ)}): write the chosen "
+             "values there, or run with SKIP_TUNE=1 to keep the config's")
+EOF
+fi
+
+stamp "sweep: start"
+blip-rl sweep "${COMMON[@]}" --seeds "$SEEDS" --out "$OUT/sweep" \
+  --methods blip,ewc,ft,ft-fix,l2,mas,si,packnet,bc-replay,shrink-perturb,redo,l2-init \
+  --grid methods.blip.consolidation=keep,overwrite
+stamp "sweep: done"
+
+stamp "references: start"
+for game in ${GAMES//,/ }; do
+  blip-rl sweep "${COMMON[@]}" --games "$game" --methods ft --seeds "$SEEDS" --out "$OUT/reference-$game"
+done
+stamp "references: done"
+
+[ -f "$OUT/report/summary.json" ] || blip-rl report "$OUT"/sweep/*-s* --reference "$OUT"/reference-*/ft-s* \
+  --out "$OUT/report"
+stamp "report: $OUT/report"
