@@ -23,6 +23,7 @@ from .core.methods import METHODS, MethodError, check_options, resolve_method
 from .core.quant import DEFAULT_F_PRIOR
 from .flags import DEFAULT_SEED
 from .system import PRECISIONS
+from .values import coerce
 
 #: Choices of ``normalization`` (the same tuple as blip_rl.envs.NORMALIZATIONS, which a test checks;
 #: the config layer does not import the envs).
@@ -355,57 +356,21 @@ def _hints(cls) -> dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """``value`` as the field's type: a nested config section through :func:`merge`, any other
+    value through the one reader of typed values, :func:`blip_rl.values.coerce`."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:  # X | None
-        if value is None:
-            return None
-        return _coerce(key, value, next(a for a in args if a is not type(None)))
+    if origin in (typing.Union, types.UnionType) and type(None) in args and value is not None:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return _coerce(key, value, inner[0])
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}")
         return merge(hint(), value, prefix=f"{key}.")
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping (e.g. {{strength: 1.0}}), got {value!r}")
-        return {str(k): v for k, v in value.items()}
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key} must be a list of strings (or a comma-separated string), got {value!r}")
-        return list(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(float(value)) if float(value).is_integer() else int(value)
-            except ValueError:
-                pass
-        if isinstance(value, int):
-            return value
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {hint}")
+    if origin is dict and not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a mapping (e.g. {{strength: 1.0}}), got {value!r}")
+    return coerce(key, value, hint, error=ConfigError)
 
 
 def _set_in(mapping: dict[str, Any], key: str, value: Any) -> dict[str, Any]:

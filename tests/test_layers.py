@@ -22,7 +22,7 @@ PACKAGES = {
     "blip_rl/commands": ("blip_rl.commands", 4),
 }
 #: Modules directly in blip_rl/: shared helpers below everything, and the commands on top.
-HELPERS = {"blip_rl.errors": 0, "blip_rl.io": 0, "blip_rl.metrics": 0, "blip_rl.system": 0, "blip_rl.precision": 0,
+HELPERS = {"blip_rl.errors": 0, "blip_rl.io": 0, "blip_rl.values": 0, "blip_rl.metrics": 0, "blip_rl.system": 0, "blip_rl.precision": 0,
            "blip_rl.threads": 0, "blip_rl.flags": 0, "blip_rl.config": 1, "blip_rl.runtime": 3, "blip_rl.api": 3,
            "blip_rl.cli": 5}
 TOP = 4  # the commands (blip_rl/commands/, report, record, sweep, toy); cli (dispatch only) above them

@@ -93,20 +93,6 @@ def default_config_path(benchmark: str) -> Path:
     return config_file(f"classification/{benchmark}.yaml")
 
 
-def _number(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-11`` (no dot) as a string; read such strings as numbers."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _numbers(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: _number(v) for k, v in d.items()}
-
-
 def load_config(path: str | Path, *, benchmark: str | None = None,
                 overrides: dict[str, Any] | None = None) -> ClassifyConfig:
     """Read a YAML config, then ``overrides`` (dotted keys allowed), into the typed
@@ -166,7 +152,7 @@ def _validate(cfg: ClassifyConfig) -> None:
     if "arch" not in cfg.model:
         raise UserError("model.arch is missing (mlp or alexnet)")
     # The registry (or the plugin's own class) says which options the method takes.
-    check_options(resolve_method(cfg.method), _numbers(cfg.method_options))
+    check_options(resolve_method(cfg.method), cfg.method_options)
 
 
 def _resolve_device(name: str) -> str:
@@ -300,18 +286,19 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
     runtime = dataclasses.replace(runtime, precision_reason="classification trains in fp32")
     say(f"blip-rl: {runtime.summary()}")  # the first line, as train's
     train = cfg.train  # typed and validated when the config was read
-    method_options = _numbers(cfg.method_options)
+    from ..core import check_options, resolve_method
+
+    checked = check_options(resolve_method(cfg.method), cfg.method_options)  # typed by the method's Options
+    method_options = {k: checked[k] for k in cfg.method_options}  # as given (the run's config records these)
 
     runtime.apply()  # the threads it chose (and recorded), whatever torch's default
     tasks = load_benchmark(cfg.benchmark, cfg.data_dir, seed=cfg.seed, **cfg.data)
-    from ..core import check_options, resolve_method
-
     check_options(resolve_method(cfg.method), method_options, n_tasks=len(tasks))  # e.g. PackNet's capacity
     shapes = {t.input_shape for t in tasks}
     if len(shapes) != 1:
         raise UserError(f"benchmark {cfg.benchmark!r} gave tasks of different input shapes {sorted(shapes)}")
     torch.manual_seed(cfg.seed)
-    model_options = _numbers(cfg.model)
+    model_options = dict(cfg.model)  # typed by the arch's own signature (build_model)
     arch = model_options.pop("arch")
     if "f_prior" in method_options:  # the layers' prior and the method's are one value
         model_options["f_prior"] = method_options["f_prior"]

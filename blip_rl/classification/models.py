@@ -202,4 +202,6 @@ def build_model(arch: str, **kwargs: Any) -> _MultiHead:
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise UserError(f"unknown model option(s) {unknown} for arch {arch!r}; it takes {allowed}")
-    return cls(**kwargs)
+    from ..values import coerce_kwargs
+
+    return cls(**coerce_kwargs(cls.__init__, kwargs, what=f"model option (arch {arch})", error=UserError))

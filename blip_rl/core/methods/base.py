@@ -30,6 +30,7 @@ A method is one module: the class, its options as a dataclass (``Options``), and
 from __future__ import annotations
 
 from ...errors import UserError
+from ...values import coerce
 
 import dataclasses
 import importlib
@@ -199,36 +200,6 @@ def _fields(cls: type[ContinualMethod]) -> dict[str, Any] | None:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls.Options)}
 
 
-def _coerce(cls_name: str, key: str, value: Any, hint: Any) -> Any:
-    # YAML reads 1e-10 (no dot) as a string, and --set gives strings: numbers become numbers.
-    allowed = typing.get_args(hint) or (hint,)
-    if value is None and type(None) in allowed:
-        return None
-    if bool in allowed:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    if float in allowed and not isinstance(value, bool):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    if int in allowed and not isinstance(value, bool):
-        try:
-            if float(value).is_integer():
-                return int(float(value))
-        except (TypeError, ValueError):
-            pass
-    if str in allowed and isinstance(value, str):
-        return value
-    if hint is Any:
-        return value
-    names = {bool: "true or false", float: "a number", int: "an integer", str: "a string", type(None): "null"}
-    kind = " or ".join(dict.fromkeys(names.get(a, getattr(a, "__name__", str(a))) for a in allowed))
-    raise MethodError(f"option {key} of method {cls_name} must be {kind}, got {value!r}")
-
-
 def check_options(cls: type[ContinualMethod], options: dict[str, Any], n_tasks: int | None = None) -> dict[str, Any]:
     """``options`` checked against ``cls.Options`` (types coerced, defaults filled in), and, with
     ``n_tasks``, against the length of the sequence (:meth:`ContinualMethod.check_tasks`).
@@ -247,7 +218,7 @@ def check_options(cls: type[ContinualMethod], options: dict[str, Any], n_tasks: 
     if unknown:
         raise MethodError(f"unknown option(s) {', '.join(unknown)} for method {cls.name}; it takes "
                           f"{', '.join(sorted(fields)) or 'no options'}")
-    values = {k: _coerce(cls.name, k, v, fields[k]) for k, v in options.items()}
+    values = {k: coerce(f"option {k} of method {cls.name}", v, fields[k], error=MethodError) for k, v in options.items()}
     try:  # an Options dataclass checks its values in __post_init__ (before any run is started)
         checked = dataclasses.asdict(cls.Options(**values))
     except ValueError as exc:
