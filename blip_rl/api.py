@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from .continual.results import Results
 from .continual.scheduler import Interrupted
 from .errors import UserError
-from .io import lock_run_dir, make_run_dir, remove_stale_temp_files
+from .io import lock_run_dir, remove_stale_temp_files
 from .logging.mirror import check_wandb
 
 __all__ = ["train", "classify", "resume", "evaluate", "load", "Agent", "Interrupted", "TrainingRun", "run_training",
@@ -109,8 +109,9 @@ def start_training(cfg: Any, run_dir: str | Path, *, argv: Sequence[str]) -> Tra
     """A new run dir for ``cfg`` (a :class:`~blip_rl.config.TrainConfig`): games, device,
     precision and threads are checked first, so bad input leaves nothing on disk; then the run
     dir and its ``config.yaml``, ``command.txt`` and ``system_info.txt``."""
-    from .runtime import resolve, run_workload, write_run_files
+    from .runtime import resolve, run_workload
     from .config import to_dict
+    from .continual.driver import start_run_dir
     from .envs.family import parse_tasks
 
     # Unknown / duplicate games and mixed observation shapes fail before anything is written;
@@ -121,8 +122,7 @@ def start_training(cfg: Any, run_dir: str | Path, *, argv: Sequence[str]) -> Tra
     runtime = resolve(device=cfg.device, precision=cfg.precision, threads=cfg.threads, n_envs=cfg.env.n_envs,
                       workload=run_workload(cfg))
     check_wandb(cfg.wandb, Path(run_dir))
-    run_dir = make_run_dir(Path(run_dir))
-    write_run_files(run_dir, to_dict(cfg), list(argv), runtime)
+    run_dir = start_run_dir(Path(run_dir), to_dict(cfg), shlex.join(["blip-rl", *argv]), runtime)
     return TrainingRun(run_dir=run_dir, cfg=cfg, runtime=runtime, notes=notes)
 
 
@@ -153,18 +153,6 @@ def resume_training(run_dir: str | Path, *, threads: int | None = None) -> Train
     return TrainingRun(run_dir=run_dir, cfg=cfg, runtime=runtime, notes=[], results=results, payload=payload)
 
 
-def _append_system_info(run_dir: Path, info: str, step: int) -> None:
-    """On resume, add this machine's info to ``system_info.txt`` (the run may have moved)."""
-    import time
-
-    from .io import atomic_write_text
-
-    path = run_dir / "system_info.txt"
-    before = path.read_text() if path.is_file() else ""
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    atomic_write_text(path, before + f"\n# resumed at env step {step} on {stamp}\n" + info)
-
-
 def run_training(run: TrainingRun, *, progress: bool = True, say: Callable[[str], None] = print) -> Results:
     """Drive a started or resumed run to its end: learn the games left, evaluating, consolidating
     and checkpointing as the config says. SIGINT/SIGTERM stop it after the current update with a
@@ -182,6 +170,7 @@ def run_training(run: TrainingRun, *, progress: bool = True, say: Callable[[str]
     from .continual.driver import drive
     from .core import make_method
     from .logging import KEYS, RunLogger
+    from .continual.driver import note_resume
     from .system import system_info
 
     cfg, run_dir, payload, results = run.cfg, run.run_dir, run.payload, run.results
@@ -213,7 +202,7 @@ def run_training(run: TrainingRun, *, progress: bool = True, say: Callable[[str]
         logger.text(KEYS["config"], "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
     else:
         say(f"resuming {run_dir} at env step {learner.global_step} ({tasks_done} of {len(cfg.games)} games done)")
-        _append_system_info(run_dir, info, learner.global_step)
+        note_resume(run_dir, run.runtime, f"env step {learner.global_step}")
         record_resumed_runtime(run_dir, run.runtime, learner.global_step)
     logger.text(KEYS["system"], "```\n" + info + "```", learner.global_step)
     total = cfg.steps_per_game * len(cfg.games)

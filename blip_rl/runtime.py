@@ -1,19 +1,18 @@
 """The runtime a run or command resolves (device, precision, threads: :func:`resolve`, and for a
-checkpoint the one it trained with: :func:`checkpoint_runtime`) and the files a new run starts with.
+checkpoint the one it trained with: :func:`checkpoint_runtime`). The files a new run starts with
+are written by :func:`blip_rl.continual.driver.start_run_dir`, for every kind of run.
 
 Between the libraries and the commands: the Python API (:mod:`blip_rl.api`) and the commands
 both resolve through here. Calibration notes and warnings go to stderr.
 """
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 from .errors import UserError
 
-__all__ = ["resolve", "run_workload", "checkpoint_runtime", "write_run_files"]
+__all__ = ["resolve", "run_workload", "checkpoint_runtime"]
 
 
 def resolve(*, device: str, precision: str, threads: int | None, n_envs: int, workload=None,
@@ -91,20 +90,3 @@ def checkpoint_runtime(path: str | Path, *, device: str | None = None, precision
     if follow_threads:
         changes["threads_reason"] = "as the checkpoint trained"
     return dataclasses.replace(runtime, **changes) if changes else runtime
-
-
-def write_run_files(run_dir: Path, config: dict[str, Any], argv: list[str], runtime=None) -> None:
-    """``config.yaml`` (with a ``runtime:`` section saying what was chosen on this machine and
-    why; it is read back as information only), ``command.txt`` and ``system_info.txt``."""
-    import yaml
-
-    from .config import RUNTIME_KEY
-    from .io import atomic_write_text
-    from .system import system_info
-
-    if runtime is not None:
-        config = {**config, RUNTIME_KEY: runtime.to_dict()}
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    atomic_write_text(run_dir / "command.txt", shlex.join(["blip-rl", *argv]) + "\n")
-    if runtime is not None:
-        atomic_write_text(run_dir / "system_info.txt", system_info(runtime))

@@ -14,7 +14,7 @@ non-empty run directory is refused.
 from __future__ import annotations
 
 from ..errors import UserError
-from ..io import check_new_run_dir, lock_run_dir, make_run_dir, remove_stale_temp_files
+from ..io import check_new_run_dir, lock_run_dir, remove_stale_temp_files
 from ..config import WandbConfig, bounded, check_ranges
 from ..flags import DEFAULT_SEED
 from .learner import TrainConfig
@@ -262,7 +262,6 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
 
     from ..continual.driver import resume_state
     from ..core import make_method
-    from ..io import atomic_write_text
     from ..logging import RunLogger
     from .datasets import load_benchmark
     from .learner import ClassificationLearner, read_checkpoint
@@ -276,7 +275,7 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
     else:
         lock_run_dir(run_dir)  # one writer per run dir: before anything is read, removed or written
     device = _resolve_device(cfg.device)
-    from ..system import resolve_runtime, system_info
+    from ..system import resolve_runtime
 
     # fp32: the classification nets are small; threads as the config says (checked here, before
     # anything is written).
@@ -310,6 +309,7 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
     resolved.update(device=device, methods={cfg.method: method_options}, train=asdict(train),
                     model=dict(model.constructor_kwargs), tasks=[t.name for t in tasks])
     from ..config import RUNTIME_KEY
+    from ..continual.driver import note_resume, start_run_dir
 
     resolved[RUNTIME_KEY] = runtime.to_dict()  # what it trained with (read back as information only)
     config_text = yaml.safe_dump(resolved, sort_keys=False)
@@ -319,15 +319,10 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
         payload, results = resume_state(run_dir, read_checkpoint)
         if results is not None and results.method != method.name:
             raise UserError(f"{run_dir} is a run of method {results.method!r}, this config builds {method.name!r}")
-        info = system_info(runtime)
-        before = (run_dir / "system_info.txt").read_text() if (run_dir / "system_info.txt").is_file() else ""
-        atomic_write_text(run_dir / "system_info.txt", before + f"\n# resumed on {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                          + info)
+        step = payload["global_step"] if payload is not None else 0
+        note_resume(run_dir, runtime, f"sample {step}")
     else:
-        make_run_dir(run_dir)
-        atomic_write_text(run_dir / "config.yaml", config_text)
-        atomic_write_text(run_dir / "command.txt", command + "\n")
-        atomic_write_text(run_dir / "system_info.txt", system_info(runtime))
+        start_run_dir(run_dir, resolved, command, runtime)
 
     learner = ClassificationLearner(tasks, model, train=train, device=device, seed=cfg.seed, logger=None,
                                     extra={"config": resolved})
