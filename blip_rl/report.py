@@ -26,7 +26,6 @@ from .errors import MissingExtraError, UserError, require
 
 import argparse
 import sys
-import itertools
 import math
 import re
 import shlex
@@ -565,9 +564,24 @@ def _require_matplotlib():
     return Figure
 
 
+#: Colours for rows beyond the fixed ones: matplotlib's tab20, the saturated shades first.
+_PALETTE = ("tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan", "#9edae5", "#c5b0d5",
+            "#ff9896", "#98df8a", "#ffbb78", "#aec7e8", "#c49c94", "#f7b6d2", "#dbdb8d", "#c7c7c7")
+
+
 def _colors(methods: Sequence[str]) -> dict[str, str]:
-    spare = itertools.cycle(["tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan"])
-    return {m: _COLORS[m] if m in _COLORS else next(spare) for m in methods}
+    """A colour per row, none shared: a method's own (blip red, ewc green, ...) where no other row
+    took it (``blip (consolidation=keep)`` is blip's), else the next unused one of the palette."""
+    used: set[str] = set()
+    out = {}
+    spare = iter(_PALETTE)
+    for m in methods:
+        color = _COLORS.get(m) or _COLORS.get(m.split(" (")[0])
+        if color is None or color in used:
+            color = next((c for c in spare if c not in used), None) or "black"
+        used.add(color)
+        out[m] = color
+    return out
 
 
 def _save(fig, path: Path) -> None:

@@ -25,11 +25,11 @@ ft ft 8
 blip blip 9
 ft ft 9
 ewc ewc 7
-blip-over blip 7 --set blip.consolidation=overwrite
+blip-over blip 7 --set methods.blip.consolidation=overwrite
 ewc ewc 8
-blip-over blip 8 --set blip.consolidation=overwrite
+blip-over blip 8 --set methods.blip.consolidation=overwrite
 ewc ewc 9
-blip-over blip 9 --set blip.consolidation=overwrite
+blip-over blip 9 --set methods.blip.consolidation=overwrite
 packnet packnet 7
 packnet packnet 8
 packnet packnet 9

@@ -61,6 +61,6 @@ for game in ${GAMES//,/ }; do
 done
 stamp "references: done"
 
-[ -f "$OUT/report/summary.json" ] || blip-rl report "$OUT"/sweep/*-s* --reference "$OUT"/reference-*/ft-s* \
-  --out "$OUT/report"
+REFS=(); for game in ${GAMES//,/ }; do REFS+=("$OUT/reference-$game"/ft-s*); done
+[ -f "$OUT/report/summary.json" ] || blip-rl report "$OUT"/sweep/*-s* --reference "${REFS[@]}" --out "$OUT/report"
 stamp "report: $OUT/report"

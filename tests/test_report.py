@@ -386,3 +386,15 @@ def test_runs_of_one_method_with_different_options_are_rows_of_their_own(runs, t
     assert summary["blip (consolidation=overwrite)"]["method"] == "blip"
     assert summary["blip (consolidation=overwrite)"]["options"]["consolidation"] == "overwrite"
     assert summary["ft"]["method"] == "ft" and summary["ft"]["options"] == {}
+
+
+def test_every_row_of_a_study_gets_its_own_colour():
+    """A study's thirteen rows (every built-in method, BLIP twice) on one figure: no colour shared,
+    and a method keeps its own colour where it is one row, or the first of its rows."""
+    from blip_rl.core import METHODS
+
+    rows = ["blip (consolidation=keep)", "blip (consolidation=overwrite)",
+            *[m for m in METHODS if m != "blip"]]
+    colors = rep._colors(rows)
+    assert len(set(colors.values())) == len(rows)
+    assert colors["blip (consolidation=keep)"] == rep._COLORS["blip"] and colors["ewc"] == rep._COLORS["ewc"]

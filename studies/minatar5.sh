@@ -1,0 +1,35 @@
+#!/bin/bash
+# The five-game MinAtar study (issue 26): Space Invaders -> Asterix -> Seaquest -> Breakout ->
+# Freeway (configs/minatar5.yaml, 500k env steps per game) for the methods that matter most, seeds 1-5.
+# Resumable: re-run the same command to continue.
+#
+#   OUT=DIR REFERENCES=M3_OUT bash studies/minatar5.sh     # defaults: runs/study-minatar5, runs/study-minatar3
+#
+# The strengths are minatar3's tuned values (the same first task pair; configs/minatar5.yaml holds
+# them). The single-task references live with minatar3's (REFERENCES: that study's OUT): the three
+# games they share are reused, Breakout and Freeway are added beside them (same config, budget and
+# evaluation schedule, seeds 1-5).
+set -euo pipefail
+cd "$(dirname "$0")/.." && { [ -d .venv ] && . .venv/bin/activate; }
+OUT=${OUT:-runs/study-minatar5}
+REFERENCES=${REFERENCES:-runs/study-minatar3}
+SEEDS=${SEEDS:-1,2,3,4,5}
+COMMON=(--precision fp32 --cpus-per-run 1)
+mkdir -p "$OUT" "$REFERENCES"
+stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$OUT/study.log"; }
+
+stamp "sweep: start"
+blip-rl sweep --config configs/minatar5.yaml "${COMMON[@]}" --seeds "$SEEDS" --out "$OUT/sweep" \
+  --methods blip,ewc,ft,packnet,bc-replay,si
+stamp "sweep: done"
+
+stamp "references: start"
+for game in minatar-spaceinvaders minatar-asterix minatar-seaquest minatar-breakout minatar-freeway; do
+  blip-rl sweep --config configs/minatar3.yaml "${COMMON[@]}" --games "$game" --methods ft --seeds "$SEEDS" \
+    --out "$REFERENCES/reference-$game"
+done
+stamp "references: done"
+
+[ -f "$OUT/report/summary.json" ] || blip-rl report "$OUT"/sweep/*-s* --reference "$REFERENCES"/reference-*/ft-s* \
+  --out "$OUT/report"
+stamp "report: $OUT/report"
