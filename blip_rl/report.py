@@ -744,6 +744,10 @@ def _trunk(path: Path) -> Any:
     return load_checkpoint(path)[0].trunk
 
 
+def _has_game_checkpoints(run: RunData) -> bool:
+    return all((run.path / "checkpoints" / checkpoint_name(k, g)).is_file() for k, g in enumerate(run.games))
+
+
 def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int]:
     """Row labels (layer name and weight-map shape), heatmap images ``[layer][game]`` of the
     weights' frozen bits after each game, and N."""
@@ -871,7 +875,13 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
     if _has_plasticity(all_runs):
         save_fig(_figure_plasticity(Figure, groups, colors, games), "plasticity.png")
     for method, runs in groups.items():
-        save_fig(_figure_bits(Figure, runs[0]), f"bits_{_file_name(method)}.png")
+        run = next((r for r in runs if _has_game_checkpoints(r)), None)
+        if run is None:  # keep_checkpoints: last, or run files copied without checkpoints/
+            summary.setdefault("warnings", []).append(
+                f"no bit heatmaps of {method}: none of its runs has a checkpoint after each game "
+                "(checkpoints/<k>_<game>.pt; keep_checkpoints: all keeps them)")
+            continue
+        save_fig(_figure_bits(Figure, run), f"bits_{_file_name(method)}.png")
     atomic_write_text(out_dir / "table.md", table)
     files.append(out_dir / "table.md")
     atomic_write_text(out_dir / "table.tex", _latex(summary))

@@ -398,3 +398,18 @@ def test_every_row_of_a_study_gets_its_own_colour():
     colors = rep._colors(rows)
     assert len(set(colors.values())) == len(rows)
     assert colors["blip (consolidation=keep)"] == rep._COLORS["blip"] and colors["ewc"] == rep._COLORS["ewc"]
+
+
+def test_runs_without_their_game_checkpoints_still_report_and_say_the_heatmaps_are_left_out(runs, tmp_path):
+    """Run files copied without checkpoints/ (a study's committed results) give the same tables;
+    the bit heatmaps, which need the checkpoints, are left out with a warning."""
+    import shutil
+
+    pytest.importorskip("matplotlib")
+    bare = _copy(runs["blip", 1], tmp_path / "blip-s1")
+    shutil.rmtree(bare / "checkpoints")
+    full = rep.make_report([runs["blip", 1]], tmp_path / "full")
+    out = rep.make_report([bare], tmp_path / "bare")
+    assert not (tmp_path / "bare" / "bits_blip.png").exists() and (tmp_path / "full" / "bits_blip.png").is_file()
+    assert any("no bit heatmaps of blip" in w for w in out["summary"]["warnings"])
+    assert out["summary"]["methods"]["blip"]["acc"] == full["summary"]["methods"]["blip"]["acc"]
