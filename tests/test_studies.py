@@ -124,3 +124,33 @@ def test_every_committed_summary_is_what_the_committed_runs_give(summary_path, t
         for key, stat in row.items():
             if isinstance(stat, dict) and "mean" in stat:
                 assert again["methods"][label][key]["mean"] == pytest.approx(stat["mean"], nan_ok=True), (label, key)
+
+
+def _numbers_of(value, out):
+    if isinstance(value, bool):
+        return out
+    if isinstance(value, (int, float)):
+        out.update({f"{value:.3f}", f"{value:.4f}", f"{value:.2f}"})
+    elif isinstance(value, dict):
+        for v in value.values():
+            _numbers_of(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _numbers_of(v, out)
+    return out
+
+
+def test_every_number_in_the_readme_results_tables_is_in_a_committed_summary():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
+    numbers = {n.replace("\u2212", "-") for line in rows[1:] if not line.startswith("| method")
+               for n in re.findall(r"[\u2212-]?\d+\.\d+", line)}
+    assert numbers, "the README's results section has no table"
+    known = set()
+    for path in (ROOT / "studies" / "results").glob("*/report/summary.json"):
+        _numbers_of(json.loads(path.read_text())["methods"], known)
+    missing = sorted(n for n in numbers if n not in known)
+    assert not missing, f"README numbers found in no committed summary.json: {missing}"
