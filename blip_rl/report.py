@@ -411,10 +411,10 @@ METRICS: list[Metric] = [
     Metric("accumulated_normalized", "accumulated normalized", lambda r: r.final_accumulated),
     Metric("forgetting", "forgetting", _mean_forgetting, better="lower", ci=True, panel=True, latex=True),
     # Time average of the accumulated normalized reward over the run (area under Fig. 4).
-    Metric("accumulated_auc", "accumulated AUC", lambda r: accumulated_auc(r.results.curve)),
+    Metric("accumulated_auc", "accumulated AUC", lambda r: accumulated_auc(r.results.curve), ci=True),
     # After the last task, mean over the earlier tasks of KL(then || now) on their kept states,
     # and of the share of those states whose greedy action changed.
-    Metric("policy_drift", "policy drift", lambda r: _final_drift(r, "drift"), digits=4, better="lower"),
+    Metric("policy_drift", "policy drift", lambda r: _final_drift(r, "drift"), digits=4, better="lower", ci=True),
     Metric("greedy_changed", "greedy changed", lambda r: _final_drift(r, "changed"), better="lower"),
     Metric("dormant", "dormant units", lambda r: final_plasticity(r.results.curve, "dormant"), better="lower",
            group="plasticity", ci=True, panel=True),
