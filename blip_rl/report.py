@@ -259,9 +259,9 @@ def _stats(values: Sequence[float | None]) -> dict[str, Any]:
             "std": statistics.stdev(vals) if len(vals) > 1 else None, "ci95": ci}
 
 
-def format_ci(stat: dict[str, Any]) -> str:
-    """``[lo, hi]`` with 3 decimals (``n/a`` with fewer than two seeds)."""
-    return f"[{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]" if stat.get("ci95") else "n/a"
+def format_ci(stat: dict[str, Any], digits: int = 3) -> str:
+    """``[lo, hi]`` with 3 decimals, or ``digits`` (``n/a`` with fewer than two seeds)."""
+    return f"[{stat['ci95'][0]:.{digits}f}, {stat['ci95'][1]:.{digits}f}]" if stat.get("ci95") else "n/a"
 
 
 def format_stat(stat: dict[str, Any], digits: int = 3) -> str:
@@ -497,7 +497,7 @@ def _metric_table(summary: dict[str, Any], group: str,
         for _label, key, ci, digits in columns:
             cells.append(format_stat(m[key], digits))
             if ci:
-                cells.append(format_ci(m[key]))
+                cells.append(format_ci(m[key], digits))
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
