@@ -197,12 +197,12 @@ def run_training(run: TrainingRun, *, progress: bool = True, say: Callable[[str]
         learner.mirror_scalars(mirror.scalar)
     logger = RunLogger(run_dir / "tb", purge_step=learner.global_step if payload is not None else None,
                        mirror=mirror)
-    info = system_info(run.runtime)
     if payload is None:
+        info = system_info(run.runtime)
         logger.text(KEYS["config"], "```\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "```")
     else:
         say(f"resuming {run_dir} at env step {learner.global_step} ({tasks_done} of {len(cfg.games)} games done)")
-        note_resume(run_dir, run.runtime, f"env step {learner.global_step}")
+        info = note_resume(run_dir, run.runtime, f"env step {learner.global_step}")
         record_resumed_runtime(run_dir, run.runtime, learner.global_step)
     logger.text(KEYS["system"], "```\n" + info + "```", learner.global_step)
     total = cfg.steps_per_game * len(cfg.games)

@@ -45,12 +45,12 @@ def parse_grid(entries: list[str] | None, methods: list[str]) -> dict[str, list[
     axes: dict[str, dict[str, list[str]]] = {}
     for entry in entries or []:
         key, eq, values = str(entry).partition("=")
-        parts = key.strip().split(".")
-        if not eq or len(parts) != 3 or parts[0] != "methods" or not all(parts):
+        head, _, rest = key.strip().partition(".")
+        method, dot, option = rest.rpartition(".")  # the last dot: methods.pkg.mod:Class.strength
+        if not eq or head != "methods" or not dot or not method or not option:
             raise UserError(f"--grid {entry!r}: give a method option and its values, e.g. "
                              "--grid methods.ewc.ewc_lambda=500,5000,50000 (other keys: one sweep per value, "
                              "with --set)")
-        _, method, option = parts
         if method not in methods:
             raise UserError(f"--grid {entry!r} is an option of {method}, which is not in --methods "
                              f"({','.join(methods)}); add it there or drop the grid")
@@ -105,6 +105,10 @@ def plan_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
         common += ["--set", f"wandb.group={out.name}"]  # the sweep's runs as one W&B group
 
     grid = parse_grid(getattr(args, "grid", None), methods)
+    for m, axes in grid.items():
+        for k in dict.fromkeys(k for k, _ in axes):
+            if f"methods.{m}.{k}" in given_sets:
+                raise UserError(f"methods.{m}.{k} is in --grid and in --set; give it in one of them")
 
     def dirname(m: str, point: list[tuple[str, str]]) -> str:  # package.module:Class -> package.module.Class
         return "-".join([m.replace(":", "."), *(f"{k}={v}" for k, v in point)])
@@ -129,10 +133,15 @@ def _sweep_config(args: argparse.Namespace, runs: list[dict[str, Any]]):
 
     overrides = train_overrides(args)
     cfg = load_config(args.config, overrides)
+    seen: dict[tuple, str] = {}
     for run in runs:
         if run["options"]:
             point = parse_assignments([f"methods.{run['method']}.{k}={v}" for k, v in run["options"].items()])
-            load_config(args.config, {**overrides, **point, "method": run["method"]})
+            typed = load_config(args.config, {**overrides, **point, "method": run["method"]}).method_kwargs()
+            same = (run["method"], run["seed"], repr(sorted(typed.items())))
+            if same in seen:  # 1 and 1.0: one point written twice
+                raise UserError(f"--grid gives {seen[same]} and {run['name']} the same options; give each value once")
+            seen[same] = run["name"]
     return cfg
 
 

@@ -1,13 +1,16 @@
 """Pick each method's options from a tuning report: the grid point with the highest mean of a metric.
 
     python studies/choose.py TUNING_REPORT/summary.json --out chosen.json [--metric acc]
+    python studies/choose.py --check CONFIG chosen.json      # does CONFIG default to the choice?
 
 ``TUNING_REPORT`` is ``blip-rl report`` over a ``blip-rl sweep --grid ...`` (rows such as
 ``ewc (ewc_lambda=500)``). For every method with more than one row, the options that differ
 between its rows are the grid; the row with the highest mean ``--metric`` over its seeds is
-chosen (a tie goes to the row listed first). Writes ``chosen.json`` (the criterion, the seeds,
+chosen (a tie goes to the row the report lists first). Writes ``chosen.json`` (the criterion, the seeds,
 every point's mean and 95% interval, the chosen options) and ``chosen.md`` beside it, and prints
 the chosen options as ``--set methods.NAME.KEY=VALUE`` flags, one per line, for the next sweep.
+``--check`` reads CONFIG as ``blip-rl train`` does (typed: ``1e-3`` is a number) and exits 1,
+naming each difference, where its options are not the chosen ones.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ def choose(summary: dict[str, Any], metric: str = "acc") -> dict[str, Any]:
             continue  # one point only: nothing was tuned
         points = [{"options": {k: r["options"].get(k) for k in keys}, "mean": r[metric]["mean"],
                    "ci95": r[metric]["ci95"], "seeds": r["seeds"], "label": label} for label, r in labelled]
+        if all(p["mean"] is None for p in points):
+            raise SystemExit(f"{method}: no point has a {metric} (unfinished or one-task runs?); nothing to choose")
         best = max(points, key=lambda p: float("-inf") if p["mean"] is None else p["mean"])
         grid[method] = points
         chosen[method] = best["options"]
@@ -62,19 +67,54 @@ def markdown(result: dict[str, Any]) -> str:
         for p in points:
             point = ", ".join(f"{k}={v}" for k, v in p["options"].items())
             mean = "n/a" if p["mean"] is None else f"{p['mean']:.3f}"
-            ci = "n/a" if p["mean"] is None else f"[{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}]"
+            ci = f"[{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}]" if p["mean"] is not None and p["ci95"] else "n/a"
             mark = "yes" if p["options"] == result["chosen"][method] else ""
             lines.append(f"| {method} | {point} | {mean} | {ci} | {mark} |")
     return "\n".join(lines) + "\n"
 
 
+def differences(config: str | Path, chosen: dict[str, dict[str, Any]]) -> list[str]:
+    """Where ``config``'s typed method options are not ``chosen`` (numbers to a relative 1e-9)."""
+    import math
+
+    from blip_rl.config import load_config
+    from blip_rl.core import check_options, resolve_method
+
+    cfg = load_config(config)
+    out = []
+    for method, options in chosen.items():
+        typed = check_options(resolve_method(method), cfg.options_of(method))
+        for key, value in options.items():
+            have = typed.get(key)
+            same = (math.isclose(have, value, rel_tol=1e-9) if isinstance(have, (int, float)) and
+                    isinstance(value, (int, float)) and not isinstance(have, bool) else have == value)
+            if not same:
+                out.append(f"methods.{method}.{key}: tuning chose {value}, {config} has {have}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("summary", help="summary.json of `blip-rl report` over the tuning runs")
-    parser.add_argument("--out", required=True, help="chosen.json to write (chosen.md beside it)")
+    parser.add_argument("summary", help="summary.json of `blip-rl report` over the tuning runs (with --check: "
+                                        "chosen.json)")
+    parser.add_argument("--out", help="chosen.json to write (chosen.md beside it)")
     parser.add_argument("--metric", default="acc", help="the summary's metric to maximize (default: acc)")
+    parser.add_argument("--check", metavar="CONFIG", help="say whether CONFIG's method options are chosen.json's")
     args = parser.parse_args(argv)
     path = Path(args.summary)
+    if args.check:
+        if not path.is_file():
+            print(f"no {path}: run the tuning first", file=sys.stderr)
+            return 2
+        differ = differences(args.check, json.loads(path.read_text())["chosen"])
+        for line in differ:
+            print(line, file=sys.stderr)
+        if differ:
+            print(f"write the chosen values into {args.check}'s methods: section (or keep the config's "
+                  "and say so)", file=sys.stderr)
+        return 1 if differ else 0
+    if not args.out:
+        parser.error("--out is required (or --check CONFIG)")
     if not path.is_file():
         print(f"no {path}: make the tuning report first (blip-rl report RUN_DIRS --out DIR)", file=sys.stderr)
         return 2

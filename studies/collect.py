@@ -79,7 +79,7 @@ def collect(out: Path, dest: Path, report: Path | None = None, runs_glob: str = 
     total = sum(r["seconds"] for r in done) / 3600
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "runs.md").write_text(f"{len(done)} of {len(rows)} runs finished; {total:.1f} h of run time "
-                                  "(the sum over runs, each on one thread; runs went two at a time)\n\n"
+                                  "(the sum over runs)\n\n"
                                   + "\n".join(lines) + "\n")
     return rows
 

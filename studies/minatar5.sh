@@ -18,6 +18,9 @@ COMMON=(--precision fp32 --cpus-per-run 1)
 mkdir -p "$OUT" "$REFERENCES"
 stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$OUT/study.log"; }
 
+# The tuned strengths: configs/minatar5.yaml must hold what minatar3's tuning chose.
+[ "${SKIP_CHECK:-0}" = 1 ] || python studies/choose.py --check configs/minatar5.yaml "$REFERENCES/chosen.json"
+
 stamp "sweep: start"
 blip-rl sweep --config configs/minatar5.yaml "${COMMON[@]}" --seeds "$SEEDS" --out "$OUT/sweep" \
   --methods blip,ewc,ft,packnet,bc-replay,si

@@ -154,3 +154,31 @@ def test_every_number_in_the_readme_results_tables_is_in_a_committed_summary():
         _numbers_of(json.loads(path.read_text())["methods"], known)
     missing = sorted(n for n in numbers if n not in known)
     assert not missing, f"README numbers found in no committed summary.json: {missing}"
+
+
+def test_a_one_seed_tuning_is_chosen_from_and_written(tmp_path):
+    """The study tunes on one seed: no interval (ci95 None), still a choice and a table."""
+    one = {"games": ["a", "b"], "methods": {
+        "l2 (strength=0.1)": {**_row("l2", {"strength": 0.1}, [0.3]), "acc": {"values": [0.3], "mean": 0.3,
+                                                                             "std": None, "ci95": None}},
+        "l2 (strength=1.0)": {**_row("l2", {"strength": 1.0}, [0.6]), "acc": {"values": [0.6], "mean": 0.6,
+                                                                             "std": None, "ci95": None}}}}
+    result = choose.choose(one)
+    assert result["chosen"] == {"l2": {"strength": 1.0}}
+    assert "| l2 | strength=1.0 | 0.600 | n/a | yes |" in choose.markdown(result)
+    none = {"games": ["a", "b"], "methods": {k: {**v, "acc": {"values": [None], "mean": None, "std": None,
+                                                              "ci95": None}} for k, v in one["methods"].items()}}
+    with pytest.raises(SystemExit, match="nothing to choose"):
+        choose.choose(none)
+
+
+def test_check_reads_the_config_typed_and_names_each_difference(tmp_path):
+    (tmp_path / "c.yaml").write_text("games: [minatar-breakout]\nmethods:\n  l2-init: {strength: 1e-3}\n"
+                                     "  ewc: {ewc_lambda: 500}\n")
+    assert choose.differences(tmp_path / "c.yaml", {"l2-init": {"strength": 0.001}, "ewc": {"ewc_lambda": 500.0}}) == []
+    differ = choose.differences(tmp_path / "c.yaml", {"ewc": {"ewc_lambda": 5000.0}, "si": {"strength": 1.0}})
+    assert len(differ) == 2 and "methods.ewc.ewc_lambda: tuning chose 5000.0" in differ[0]
+    (tmp_path / "chosen.json").write_text(json.dumps({"chosen": {"ewc": {"ewc_lambda": 5000.0}}}))
+    out = subprocess.run([sys.executable, str(ROOT / "studies" / "choose.py"), str(tmp_path / "chosen.json"),
+                          "--check", str(tmp_path / "c.yaml")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and "write the chosen values" in out.stderr

@@ -160,3 +160,23 @@ def test_a_study_budget_below_one_rollout_is_refused_before_the_sweep_starts(tmp
                   "--out", tmp_path / "study", "--steps-per-game", "1000", check=False)
     assert out.returncode == 2 and "below one rollout" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "study").exists()
+
+
+def test_a_grid_point_written_twice_or_also_set_is_refused(tmp_path):
+    out = blip_rl("sweep", "--methods", "ewc", "--seeds", "1", "--out", tmp_path / "g", "--games",
+                  "minatar-breakout", "--grid", "methods.ewc.ewc_lambda=1,1.0", check=False)
+    assert out.returncode == 2 and "the same options" in out.stderr and not (tmp_path / "g").exists()
+    with pytest.raises(Exception, match="in --grid and in --set"):
+        _plan(tmp_path, "--methods", "ewc", "--seeds", "1", "--grid", "methods.ewc.ewc_lambda=1,2",
+              "--set", "methods.ewc.ewc_lambda=3")
+
+
+def test_a_grid_reaches_a_plugin_methods_options(tmp_path, monkeypatch):
+    from tests.test_plugins import PLUGIN
+
+    (tmp_path / "grid_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runs, _ = _plan(tmp_path, "--methods", "grid_plugin:L2", "--seeds", "1",
+                    "--grid", "methods.grid_plugin:L2.strength=0.5,2")
+    assert [r["name"] for r in runs] == ["grid_plugin.L2-strength=0.5-s1", "grid_plugin.L2-strength=2-s1"]
+    assert "methods.grid_plugin:L2.strength=2" in runs[1]["args"]

@@ -299,7 +299,7 @@ def _run(cfg: ClassifyConfig, run_dir: Path, resuming: bool, command: str, say: 
     torch.manual_seed(cfg.seed)
     model_options = dict(cfg.model)  # typed by the arch's own signature (build_model)
     arch = model_options.pop("arch")
-    if "f_prior" in method_options:  # the layers' prior and the method's are one value
+    if method_options.get("f_prior") is not None:  # the layers' prior and the method's are one value
         model_options["f_prior"] = method_options["f_prior"]
     model = build_model(arch, input_shape=list(shapes.pop()), head_sizes=[t.n_classes for t in tasks],
                         **model_options)
