@@ -212,14 +212,24 @@ def _tb_curves(tb_dir: Path, tags: Sequence[str]) -> dict[str, Curve]:
 
 
 def _results_curve(run: RunData, tag: str) -> Curve:
-    """A curve from results.json alone (one point per game), for runs without event files."""
-    r, steps = run.results, np.asarray(run.results.steps, dtype=np.float64)
+    """A curve from results.json alone, for runs without event files: every evaluation of its
+    curve records (each learned game's score at each ``eval.every``), else one point per game."""
+    r = run.results
+    records = [c for c in (r.curve or []) if isinstance(c, dict) and c.get("normalized") is not None]
+    if records:
+        steps = np.asarray([c["step"] for c in records], dtype=np.float64)
+        rows_norm = [c["normalized"] for c in records]
+        rows_raw = [c["raw"] for c in records]
+    else:
+        steps = np.asarray(r.steps, dtype=np.float64)
+        rows_norm, rows_raw = r.normalized, r.raw
     if tag == KEYS["accumulated"]:
-        return steps, np.asarray([accumulated_normalized(row) for row in r.normalized])
+        return steps, np.asarray([accumulated_normalized(row) for row in rows_norm])
     for j, game in enumerate(run.games):
-        for key, matrix in ((KEYS["eval_normalized"], r.normalized), (KEYS["eval_score"], r.raw)):
+        for key, matrix in ((KEYS["eval_normalized"], rows_norm), (KEYS["eval_score"], rows_raw)):
             if tag == key.format(task=game):
-                return steps[j:], np.asarray([matrix[i][j] for i in range(j, len(matrix))], dtype=np.float64)
+                keep = [i for i, row in enumerate(matrix) if len(row) > j and row[j] is not None]
+                return steps[keep], np.asarray([matrix[i][j] for i in keep], dtype=np.float64)
     raise KeyError(tag)
 
 
@@ -610,6 +620,20 @@ def _plot_band(ax, band: dict[str, list[float]], color: str, label: str) -> None
     ax.fill_between(x, band["min"], band["max"], color=color, alpha=0.2, lw=0)
 
 
+#: Rows a legend may hold inside a panel; a study with more (every method: 13) gets one beside the panels.
+_LEGEND_INSIDE = 6
+
+
+def _legend(fig, ax, n_rows: int, *, fontsize: int = 7, title: str | None = None, loc: str = "best") -> None:
+    """The legend of ``ax``'s lines: inside it for a few rows, beside the figure for many."""
+    if n_rows <= _LEGEND_INSIDE:
+        ax.legend(fontsize=fontsize, loc=loc, title=title, title_fontsize=fontsize)
+    else:
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper", fontsize=fontsize, title=title,
+                   title_fontsize=fontsize)
+
+
 def _figure_accumulated(Figure, bands: dict[str, dict], colors, groups, ends, games) -> Any:
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
@@ -621,7 +645,7 @@ def _figure_accumulated(Figure, bands: dict[str, dict], colors, groups, ends, ga
     ax.set_xlabel("env steps (all games)")
     ax.set_ylabel("accumulated normalized reward")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, title="mean, band: min-max over seeds", title_fontsize=8)
+    _legend(fig, ax, len(bands), fontsize=8, title="mean, band: min-max over seeds", loc="upper left")
     return fig
 
 
@@ -696,7 +720,7 @@ def _figure_plasticity(Figure, groups: dict[str, list[RunData]], colors, games: 
         ax.set_title(title, fontsize=9)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _legend(fig, axes[0], len(groups))
     return fig
 
 
@@ -722,7 +746,7 @@ def _figure_per_game(Figure, bands: dict[str, dict[str, dict]], colors, groups, 
         ax.grid(alpha=0.3)
     for ax in axes[len(games):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7, loc="best", title="mean, band: min-max", title_fontsize=7)
+    _legend(fig, axes[0], len(bands), title="mean, band: min-max")
     return fig
 
 

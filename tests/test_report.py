@@ -151,6 +151,9 @@ def varied(runs, tmp_path_factory):
         for row, raw, normalized in zip(r.rows, [[a * 100], [b * 100, c * 10]], [[a], [b, c]]):
             for score, x, n in zip(row.scores, raw, normalized):
                 score.raw, score.normalized = x, n
+            for record in r.curve:  # the evaluation records at the row's step say the same
+                if record.get("step") == row.step:
+                    record["raw"], record["normalized"] = list(raw), list(normalized)
         r.save(d)
         out[method, seed] = d
     return out
@@ -168,11 +171,12 @@ def test_cli_on_runs_without_event_files(varied, tmp_path, capsys):
     assert table in printed and "bits_ft.png" in printed
     result = {"table": table, "summary": json.loads((out / "summary.json").read_text())}
     _check_numbers(result, {m: [varied[m, s] for s in SEEDS] for m in METHODS})
-    # Curves from results.json alone: one point per game, ending at the final accumulated reward.
+    # Curves from results.json alone (its evaluation records), ending at the final accumulated reward.
     summary = result["summary"]
     assert set(summary["curves_from"].values()) == {"results.json"}
     blip = summary["curves"]["accumulated_normalized"]["blip"]
-    assert blip["steps"] == [64, 128]
+    assert blip["steps"] == [c["step"] for c in _results(varied["blip", SEEDS[0]])["curve"]]  # every evaluation
+    assert len(blip["steps"]) > 2 and blip["steps"][-1] == 128
     finals = [sum(v for v in _results(varied["blip", s])["normalized"][-1]) for s in SEEDS]
     assert blip["mean"][-1] == pytest.approx(statistics.fmean(finals))
     assert not math.isclose(finals[0], finals[1])
@@ -413,3 +417,15 @@ def test_runs_without_their_game_checkpoints_still_report_and_say_the_heatmaps_a
     assert not (tmp_path / "bare" / "bits_blip.png").exists() and (tmp_path / "full" / "bits_blip.png").is_file()
     assert any("no bit heatmaps of blip" in w for w in out["summary"]["warnings"])
     assert out["summary"]["methods"]["blip"]["acc"] == full["summary"]["methods"]["blip"]["acc"]
+
+
+def test_curves_from_results_json_alone_are_the_event_files_curves(runs, tmp_path):
+    """Without tb/ (a study's committed run files) the curves come from results.json's records
+    of every evaluation: the same points as the event files, not one point per game."""
+    pytest.importorskip("matplotlib")
+    bare = _copy(runs["blip", 1], tmp_path / "blip-s1", tb=False)
+    full = rep.make_report([runs["blip", 1]], tmp_path / "full")["summary"]
+    again = rep.make_report([bare], tmp_path / "bare")["summary"]
+    assert again["curves_from"] != full["curves_from"]
+    for kind in ("accumulated_normalized", "per_game"):
+        assert json.dumps(again["curves"][kind], sort_keys=True) == json.dumps(full["curves"][kind], sort_keys=True)
