@@ -104,7 +104,7 @@ def _committed(study: Path, run: str) -> Path:
     raise AssertionError(f"{run}: no committed copy under {study}")
 
 
-SUMMARIES = sorted((ROOT / "studies" / "results").glob("*/report/summary.json"))
+SUMMARIES = sorted((ROOT / "studies" / "results").glob("**/report/summary.json"))
 
 
 @pytest.mark.parametrize("summary_path", SUMMARIES, ids=lambda p: p.parent.parent.name)
@@ -182,3 +182,17 @@ def test_check_reads_the_config_typed_and_names_each_difference(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "studies" / "choose.py"), str(tmp_path / "chosen.json"),
                           "--check", str(tmp_path / "c.yaml")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1 and "write the chosen values" in out.stderr
+
+
+def test_the_minatar_configs_hold_the_strengths_tuning_chose():
+    """configs/minatar3.yaml and minatar5.yaml (the same first task pair) default to what the
+    study's tuning chose (studies/results/minatar3/tuning/chosen.json)."""
+    import yaml
+
+    chosen = json.loads((ROOT / "studies" / "results" / "minatar3" / "tuning" / "chosen.json").read_text())
+    assert chosen["seeds"] == [100] and chosen["games"] == ["minatar-spaceinvaders", "minatar-asterix"]
+    for name in ("minatar3", "minatar5"):
+        methods = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["methods"]
+        for method, options in chosen["chosen"].items():
+            for key, value in options.items():
+                assert methods[method][key] == pytest.approx(value), (name, method, key)
