@@ -38,6 +38,7 @@ def choose(summary: dict[str, Any], metric: str = "acc") -> dict[str, Any]:
         by_method.setdefault(row["method"], []).append((label, row))
     grid: dict[str, Any] = {}
     chosen: dict[str, dict[str, Any]] = {}
+    edges: dict[str, list[str]] = {}
     for method, labelled in by_method.items():
         rows = [r for _, r in labelled]
         keys = grid_keys(rows)
@@ -50,9 +51,13 @@ def choose(summary: dict[str, Any], metric: str = "acc") -> dict[str, Any]:
         best = max(points, key=lambda p: float("-inf") if p["mean"] is None else p["mean"])
         grid[method] = points
         chosen[method] = best["options"]
+        for key in keys:  # a choice at the end of a numeric axis: the best may lie beyond the grid
+            values = sorted({p["options"][key] for p in points if isinstance(p["options"][key], (int, float))})
+            if len(values) > 2 and best["options"][key] in (values[0], values[-1]):
+                edges.setdefault(method, []).append(key)
     seeds = sorted({s for r in summary["methods"].values() for s in r["seeds"]})
     return {"criterion": f"highest mean {metric} over the tuning seeds", "metric": metric, "seeds": seeds,
-            "games": summary.get("games"), "grid": grid, "chosen": chosen}
+            "games": summary.get("games"), "grid": grid, "chosen": chosen, "at_edge": edges}
 
 
 def set_flags(chosen: dict[str, dict[str, Any]]) -> list[str]:
@@ -69,7 +74,13 @@ def markdown(result: dict[str, Any]) -> str:
             mean = "n/a" if p["mean"] is None else f"{p['mean']:.3f}"
             ci = f"[{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}]" if p["mean"] is not None and p["ci95"] else "n/a"
             mark = "yes" if p["options"] == result["chosen"][method] else ""
+            if mark and result.get("at_edge", {}).get(method):
+                mark += " (grid's edge)"
             lines.append(f"| {method} | {point} | {mean} | {ci} | {mark} |")
+    edges = result.get("at_edge") or {}
+    if edges:
+        lines += ["", "At the grid's edge (the best value may lie beyond it: widen the grid there): "
+                  + ", ".join(f"{m} {', '.join(keys)}" for m, keys in edges.items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,8 @@ def test_the_point_with_the_highest_mean_is_chosen_and_only_grid_keys_are_named(
     assert choose.set_flags(result["chosen"]) == ["--set methods.ewc.ewc_lambda=5000.0",
                                                   "--set methods.l2.strength=0.1"]
     table = choose.markdown(result)
-    assert "| ewc | ewc_lambda=5000.0 | 0.500 | [0.400, 0.600] | yes |" in table
+    assert "| ewc | ewc_lambda=5000.0 | 0.500 | [0.400, 0.600] | yes |" in table  # inside the grid
+    assert result["at_edge"] == {} and "edge" not in table  # l2 has two points: no inside
 
 
 def test_choose_writes_the_choice_and_prints_the_flags(tmp_path):
@@ -163,9 +164,15 @@ def test_a_one_seed_tuning_is_chosen_from_and_written(tmp_path):
                                                                              "std": None, "ci95": None}},
         "l2 (strength=1.0)": {**_row("l2", {"strength": 1.0}, [0.6]), "acc": {"values": [0.6], "mean": 0.6,
                                                                              "std": None, "ci95": None}}}}
+    one["methods"]["l2 (strength=10.0)"] = {**_row("l2", {"strength": 10.0}, [0.1]),
+                                            "acc": {"values": [0.1], "mean": 0.1, "std": None, "ci95": None}}
     result = choose.choose(one)
-    assert result["chosen"] == {"l2": {"strength": 1.0}}
+    assert result["chosen"] == {"l2": {"strength": 1.0}} and result["at_edge"] == {}
     assert "| l2 | strength=1.0 | 0.600 | n/a | yes |" in choose.markdown(result)
+    one["methods"]["l2 (strength=10.0)"]["acc"]["mean"] = 0.9  # the best at the end of the axis: said
+    edge = choose.choose(one)
+    assert edge["at_edge"] == {"l2": ["strength"]}
+    assert "| l2 | strength=10.0 | 0.900 | n/a | yes (grid's edge) |" in choose.markdown(edge)
     none = {"games": ["a", "b"], "methods": {k: {**v, "acc": {"values": [None], "mean": None, "std": None,
                                                               "ci95": None}} for k, v in one["methods"].items()}}
     with pytest.raises(SystemExit, match="nothing to choose"):
