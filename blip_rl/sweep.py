@@ -5,7 +5,8 @@ this machine; with one, the sweep joins that cluster. Each run is one Ray task t
 ``blip-rl train`` in a subprocess; a run that fails is retried from its last checkpoint with
 ``blip-rl train --resume`` (the task itself is also retried by Ray if its worker dies).
 Re-running the same sweep command continues an interrupted sweep: finished runs are kept,
-unfinished ones resume.
+unfinished ones resume. The same command with other ``--seeds`` adds seeds to it (or runs a part
+of it); anything else given the same ``--out`` is refused.
 """
 from __future__ import annotations
 
@@ -214,6 +215,24 @@ def _run_one(run: dict[str, Any], retries: int) -> dict[str, Any]:
     return result
 
 
+def _points(run_args: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each run's method and grid point (its name without ``-sN``) -> its arguments without the seed."""
+    def unseeded(argv: list[str]) -> list[str]:
+        i = argv.index("--seed") if "--seed" in argv else len(argv)
+        return argv[:i] + argv[i + 2:]
+
+    return {name.rpartition("-s")[0]: unseeded(list(a)) for name, a in run_args.items()}
+
+
+def _continues(before: dict[str, Any], plan: dict[str, Any]) -> bool:
+    """Whether ``plan`` carries on the sweep recorded as ``before``: the same methods, grid points,
+    config and flags, and the same runtime request; only the seeds may differ (a study's first
+    seeds now, the rest later). Runs of both are then the very same runs."""
+    if not before.get("args") or before.get("requested", plan["requested"]) != plan["requested"]:
+        return False
+    return _points(before["args"]) == _points(plan["args"])
+
+
 def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     runs = plan_runs(args)
     out = Path(args.out)
@@ -227,9 +246,13 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()):
         previous = out / "sweep.yaml"
         before = yaml.safe_load(previous.read_text()) if previous.is_file() else {}
-        if (before.get("args"), before.get("requested", plan["requested"])) != (plan["args"], plan["requested"]):
-            raise UserError(f"{out} already holds other work; give a new --out (an interrupted sweep continues "
-                             "only with the very same options)")
+        if not _continues(before, plan):
+            raise UserError(f"{out} already holds other work; give a new --out (a sweep continues only with the "
+                             "very same options, or the same with other --seeds)")
+        # Seeds added to (or left out of) a sweep: the record keeps every run it has planned.
+        plan["args"] = {**before["args"], **plan["args"]}
+        plan["runs"] = list(plan["args"])
+        plan["commands"] = [*before.get("commands", [before.get("command")]), plan["command"]]
     previous_runtime = None
     if (out / "sweep.yaml").is_file():
         previous_runtime = (yaml.safe_load((out / "sweep.yaml").read_text()) or {}).get("runtime")

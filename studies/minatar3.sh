@@ -54,6 +54,13 @@ for game in ${GAMES//,/ }; do
 done
 stamp "references: done"
 
-REFS=(); for game in ${GAMES//,/ }; do REFS+=("$OUT/reference-$game"/ft-s*); done
-[ -f "$OUT/report/summary.json" ] || blip-rl report "$OUT"/sweep/*-s* --reference "${REFS[@]}" --out "$OUT/report"
-stamp "report: $OUT/report"
+# The report covers the seeds asked for: SEEDS=1,2,3 REPORT=DIR reports a sweep's first three seeds
+# while the rest run (the same command with SEEDS=1,2,3,4,5 then adds seeds 4 and 5 to the sweep).
+REPORT=${REPORT:-$OUT/report}
+RUNS=(); REFS=()
+for s in ${SEEDS//,/ }; do
+  RUNS+=("$OUT"/sweep/*-s"$s")
+  for game in ${GAMES//,/ }; do REFS+=("$OUT/reference-$game/ft-s$s"); done
+done
+[ -f "$REPORT/summary.json" ] || blip-rl report "${RUNS[@]}" --reference "${REFS[@]}" --out "$REPORT"
+stamp "report: $REPORT"

@@ -26,13 +26,20 @@ blip-rl sweep --config configs/minatar5.yaml "${COMMON[@]}" --seeds "$SEEDS" --o
   --methods blip,ewc,ft,packnet,bc-replay,si
 stamp "sweep: done"
 
+GAMES="minatar-spaceinvaders minatar-asterix minatar-seaquest minatar-breakout minatar-freeway"
 stamp "references: start"
-for game in minatar-spaceinvaders minatar-asterix minatar-seaquest minatar-breakout minatar-freeway; do
+for game in $GAMES; do
   blip-rl sweep --config configs/minatar3.yaml "${COMMON[@]}" --games "$game" --methods ft --seeds "$SEEDS" \
     --out "$REFERENCES/reference-$game"
 done
 stamp "references: done"
 
-[ -f "$OUT/report/summary.json" ] || blip-rl report "$OUT"/sweep/*-s* --reference "$REFERENCES"/reference-*/ft-s* \
-  --out "$OUT/report"
-stamp "report: $OUT/report"
+# The report covers the seeds asked for (SEEDS=1,2,3 REPORT=DIR: the first three while the rest run).
+REPORT=${REPORT:-$OUT/report}
+RUNS=(); REFS=()
+for s in ${SEEDS//,/ }; do
+  RUNS+=("$OUT"/sweep/*-s"$s")
+  for game in $GAMES; do REFS+=("$REFERENCES/reference-$game/ft-s$s"); done
+done
+[ -f "$REPORT/summary.json" ] || blip-rl report "${RUNS[@]}" --reference "${REFS[@]}" --out "$REPORT"
+stamp "report: $REPORT"

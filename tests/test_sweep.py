@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import yaml
 
 from tests._cli import TINY, blip_rl
 
@@ -36,6 +37,16 @@ def test_the_same_sweep_again_continues_and_another_is_refused(sweep):
                     "--cpus-per-run", "1", "--games", "kungfu,boxing", *SWEEP_TINY, timeout=600)
     assert again.stdout.count(": done") == 4  # finished runs are recognised (resume says complete)
     other = blip_rl("sweep", "--methods", "ewc", "--seeds", "1", "--out", out, *SWEEP_TINY, check=False)
+    assert other.returncode == 2 and "already holds other work" in other.stderr
+    # The same sweep on part of its seeds continues those, and the record keeps every planned run.
+    part = blip_rl("sweep", "--methods", "blip,ft", "--seeds", "2", "--out", out, "--num-cpus", "2",
+                   "--cpus-per-run", "1", "--games", "kungfu,boxing", *SWEEP_TINY, timeout=600)
+    assert part.stdout.count(": done") == 2
+    record = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert sorted(record["runs"]) == ["blip-s1", "blip-s2", "ft-s1", "ft-s2"] and len(record["commands"]) == 3
+    # Another setup under the same name is refused even where its run names are new.
+    other = blip_rl("sweep", "--methods", "blip,ft", "--seeds", "3", "--out", out, "--games", "kungfu,freeway",
+                    *SWEEP_TINY, check=False)
     assert other.returncode == 2 and "already holds other work" in other.stderr
 
 
@@ -114,6 +125,23 @@ def _plan(tmp_path, *argv):
     sweep.register(parser.add_subparsers())
     args = parser.parse_args(["sweep", "--out", str(tmp_path / "grid"), "--games", "minatar-breakout", *argv])
     return sweep.plan_runs(args), args
+
+
+def test_a_sweep_continues_with_other_seeds_only(tmp_path):
+    from blip_rl.sweep import _continues
+
+    def plan(*argv):
+        runs, _ = _plan(tmp_path, *argv)
+        return {"args": {r["name"]: r["args"] for r in runs}, "requested": {"precision": "fp32"}}
+
+    base = ["--methods", "blip,ewc", "--grid", "methods.ewc.ewc_lambda=1,10"]
+    before = plan(*base, "--seeds", "1,2")
+    assert _continues(before, plan(*base, "--seeds", "1,2,3,4,5"))  # seeds added
+    assert _continues(before, plan(*base, "--seeds", "3"))
+    assert not _continues(before, plan(*base, "--seeds", "1,2", "--steps-per-game", "999"))
+    assert not _continues(before, plan(*base[:2], "--seeds", "1,2"))  # the grid's points left out
+    assert not _continues(before, plan("--methods", "blip", "--seeds", "3"))  # a method fewer
+    assert not _continues(before, {**plan(*base, "--seeds", "3"), "requested": {"precision": "bf16"}})
 
 
 def test_a_grid_runs_each_point_of_its_method_only(tmp_path):
