@@ -8,7 +8,8 @@ checkpoints) and writes, into a new ``--out`` dir:
 * ``per_game.png``: one panel per game, its normalized evaluation score from the step its
   training starts to the end of the sequence; the paper's Fig. 3.
 * ``bits_<method>.png``: frozen bits of each layer's weights (rows) after each game (columns),
-  from the checkpoints ``<k>_<game>.pt`` of the method's lowest seed; the paper's Fig. 2.
+  from the checkpoints ``<k>_<game>.pt`` of the method's lowest seed; the paper's Fig. 2. Only
+  for methods that froze bits: the others are named in ``table.md`` (``no_frozen_bits``).
 * ``plasticity.png``: BLIP's share of bits still free and the share of dormant trunk units
   against the tasks learned (mean over seeds), where the runs recorded plasticity.
 * ``table.md`` / ``summary.json`` / ``table.tex``: every metric of :data:`METRICS` (retention:
@@ -772,15 +773,16 @@ def _has_game_checkpoints(run: RunData) -> bool:
     return all((run.path / "checkpoints" / checkpoint_name(k, g)).is_file() for k, g in enumerate(run.games))
 
 
-def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int]:
+def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int, bool]:
     """Row labels (layer name and weight-map shape), heatmap images ``[layer][game]`` of the
-    weights' frozen bits after each game, and N."""
+    weights' frozen bits after each game, N, and whether any bit was frozen at all."""
     from .core import bit_map, blip_layers
     from .logging import heatmap_image
 
     layers: list[str] = []
     images: list[list[np.ndarray]] = []
     max_bits = 0
+    frozen_any = False
     for k, game in enumerate(run.games):
         path = run.path / "checkpoints" / checkpoint_name(k, game)
         if not path.is_file():
@@ -792,11 +794,13 @@ def _bit_maps(run: RunData) -> tuple[list[str], list[list[np.ndarray]], int]:
             images = [[] for _ in found]
         for row, (name, layer) in enumerate(found):
             max_bits = layer.max_bits
-            images[row].append(heatmap_image(layer.frozen_bits("weight").detach().cpu(), layer.max_bits))
-    return layers, images, max_bits
+            bits = layer.frozen_bits("weight").detach().cpu()
+            frozen_any = frozen_any or bool(bits.any())
+            images[row].append(heatmap_image(bits, layer.max_bits))
+    return layers, images, max_bits, frozen_any
 
 
-def _figure_bits(Figure, run: RunData) -> Any:
+def _figure_bits(Figure, run: RunData, maps: tuple[list[str], list[list[np.ndarray]], int]) -> Any:
     import torch
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import ListedColormap, Normalize
@@ -804,7 +808,7 @@ def _figure_bits(Figure, run: RunData) -> Any:
 
     from .logging import heatmap_image
 
-    layers, images, max_bits = _bit_maps(run)
+    layers, images, max_bits = maps
     n_games = len(run.games)
     fig = Figure(figsize=(2.6 * n_games + 1.2, 1.7 * max(len(layers), 1) + 0.6), layout="constrained")
     axes = fig.subplots(max(len(layers), 1), n_games, squeeze=False)
@@ -898,6 +902,7 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
     save_fig(_figure_metrics(Figure, summary, colors), "metrics.png")
     if _has_plasticity(all_runs):
         save_fig(_figure_plasticity(Figure, groups, colors, games), "plasticity.png")
+    unfrozen: list[str] = []
     for method, runs in groups.items():
         run = next((r for r in runs if _has_game_checkpoints(r)), None)
         if run is None:  # keep_checkpoints: last, or run files copied without checkpoints/
@@ -905,7 +910,15 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
                 f"no bit heatmaps of {method}: none of its runs has a checkpoint after each game "
                 "(checkpoints/<k>_<game>.pt; keep_checkpoints: all keeps them)")
             continue
-        save_fig(_figure_bits(Figure, run), f"bits_{_file_name(method)}.png")
+        *maps, frozen_any = _bit_maps(run)
+        if not frozen_any:  # a method that freezes no bits (ft, ewc, ...): an all-zero map says nothing
+            unfrozen.append(method)
+            continue
+        save_fig(_figure_bits(Figure, run, maps), f"bits_{_file_name(method)}.png")
+    if unfrozen:
+        summary["no_frozen_bits"] = unfrozen
+        table += ("\n\nBit heatmaps (`bits_<method>.png`) are drawn for the methods that freeze bits; "
+                  f"{', '.join(unfrozen)} froze none, so they have none.\n")
     atomic_write_text(out_dir / "table.md", table)
     files.append(out_dir / "table.md")
     atomic_write_text(out_dir / "table.tex", _latex(summary))

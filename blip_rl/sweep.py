@@ -233,6 +233,42 @@ def _continues(before: dict[str, Any], plan: dict[str, Any]) -> bool:
     return _points(before["args"]) == _points(plan["args"])
 
 
+def _config_record(cfg, methods: list[str]) -> dict[str, Any]:
+    """The config every run starts from, as plain values, flattened (``ppo.n_steps``), without the
+    keys the sweep decides at launch, with every option of each of ``methods`` (defaults too);
+    recorded so that a continued sweep can tell an edited config file or a changed default."""
+    from .config import to_dict
+
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = list(value) if isinstance(value, tuple) else value
+
+    from .core.methods import check_options, resolve_method
+
+    data = to_dict(cfg)
+    data["methods"] = {**(data.get("methods") or {}), **{m: {} for m in methods if m not in (data.get("methods") or {})}}
+    for name in list(data["methods"]):  # typed as each method reads them: 5000 and 5000.0 alike
+        try:
+            data["methods"][name] = check_options(resolve_method(name), cfg.options_of(name))
+        except Exception:  # noqa: BLE001 - a method this machine cannot load: its options as written
+            pass
+    walk("", data)
+    return {k: v for k, v in flat.items() if k not in RUNTIME_CONFIG_KEYS}
+
+
+def _changed_keys(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for each key that differs (none when the sweep predates the record)."""
+    if before is None:
+        return []
+    keys = sorted(set(before) | set(now))
+    return [f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in keys if before.get(k) != now.get(k)]
+
+
 def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     runs = plan_runs(args)
     out = Path(args.out)
@@ -243,12 +279,17 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "args": {r["name"]: r["args"] for r in runs},
             "requested": {"device": cfg.device, "precision": precision_flag(args) or cfg.precision,
                           "cpus_per_run": args.cpus_per_run or 1, "gpus_per_run": args.gpus_per_run or 0}}
+    plan["config"] = _config_record(cfg, list(dict.fromkeys(r["method"] for r in runs)))
     if out.exists() and any(out.iterdir()):
         previous = out / "sweep.yaml"
         before = yaml.safe_load(previous.read_text()) if previous.is_file() else {}
         if not _continues(before, plan):
             raise UserError(f"{out} already holds other work; give a new --out (a sweep continues only with the "
                              "very same options, or the same with other --seeds)")
+        changed = _changed_keys(before.get("config"), plan["config"])
+        if changed:  # the same flags, but the config file they name was edited since the sweep started
+            raise UserError(f"{out} was started with another config ({'; '.join(changed[:3])}): its runs would "
+                            "mix two setups. Restore the config file, or give a new --out")
         # Seeds added to (or left out of) a sweep: the record keeps every run it has planned.
         plan["args"] = {**before["args"], **plan["args"]}
         plan["runs"] = list(plan["args"])

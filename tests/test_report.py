@@ -60,8 +60,10 @@ def _copy(run_dir, dest, *, tb=True):
 def test_every_file_is_written_and_pngs_are_sane(report):
     out = report["out_dir"]
     names = {"accumulated_normalized.png", "per_game.png", "metrics.png", "plasticity.png", "bits_blip.png",
-             "bits_ft.png", "table.md", "table.tex", "summary.json"}
+             "table.md", "table.tex", "summary.json"}
     assert {p.name for p in out.iterdir()} == names
+    # Fine-tuning freezes no bits: no all-zero heatmap, and the table says why there is none.
+    assert report["summary"]["no_frozen_bits"] == ["ft"] and "ft froze none" in report["table"]
     assert {p.name for p in report["files"]} == names
     tex = (out / "table.tex").read_text()
     assert "\\begin{tabular}" in tex and "\\toprule" in tex and "blip & 2 &" in tex and "ft & 2 &" in tex
@@ -168,7 +170,7 @@ def test_cli_on_runs_without_event_files(varied, tmp_path, capsys):
     assert args.func(args, []) == 0
     printed = capsys.readouterr().out
     table = (out / "table.md").read_text()
-    assert table in printed and "bits_ft.png" in printed
+    assert table in printed and "bits_blip.png" in printed and "bits_ft.png" not in printed
     result = {"table": table, "summary": json.loads((out / "summary.json").read_text())}
     _check_numbers(result, {m: [varied[m, s] for s in SEEDS] for m in METHODS})
     # Curves from results.json alone (its evaluation records), ending at the final accumulated reward.

@@ -208,3 +208,19 @@ def test_a_grid_reaches_a_plugin_methods_options(tmp_path, monkeypatch):
                     "--grid", "methods.grid_plugin:L2.strength=0.5,2")
     assert [r["name"] for r in runs] == ["grid_plugin.L2-strength=0.5-s1", "grid_plugin.L2-strength=2-s1"]
     assert "methods.grid_plugin:L2.strength=2" in runs[1]["args"]
+
+
+def test_a_sweep_whose_config_file_was_edited_is_not_continued(tmp_path):
+    config = tmp_path / "study.yaml"
+    config.write_text("games: [minatar-breakout, minatar-freeway]\nmethods:\n  ewc:\n    ewc_lambda: 5000\n")
+    argv = ["sweep", "--config", config, "--methods", "ewc", "--seeds", "1", "--out", tmp_path / "s",
+            "--num-cpus", "1", *SWEEP_TINY]
+    blip_rl(*argv, timeout=600)
+    record = yaml.safe_load((tmp_path / "s" / "sweep.yaml").read_text())
+    assert record["config"]["methods.ewc.ewc_lambda"] == 5000.0 and "precision" not in record["config"]
+    config.write_text(config.read_text().replace("5000", "50000"))  # the file edited, the command the same
+    edited = blip_rl(*argv, check=False)
+    assert edited.returncode == 2 and "methods.ewc.ewc_lambda: 5000.0 -> 50000.0" in edited.stderr, edited.stderr
+    assert len(edited.stderr.strip().splitlines()) == 1
+    config.write_text(config.read_text().replace("50000", "5000"))  # restored: the sweep continues
+    assert blip_rl(*argv, timeout=600).stdout.count(": done") == 1
