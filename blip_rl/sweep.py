@@ -233,40 +233,63 @@ def _continues(before: dict[str, Any], plan: dict[str, Any]) -> bool:
     return _points(before["args"]) == _points(plan["args"])
 
 
-def _config_record(cfg, methods: list[str]) -> dict[str, Any]:
-    """The config every run starts from, as plain values, flattened (``ppo.n_steps``), without the
-    keys the sweep decides at launch, with every option of each of ``methods`` (defaults too);
-    recorded so that a continued sweep can tell an edited config file or a changed default."""
-    from .config import to_dict
+#: The format of sweep.yaml's ``config`` record; a record of another format is compared on the
+#: keys both hold (an upgrade of blip-rl changing what is recorded does not refuse a sweep).
+CONFIG_RECORD_FORMAT = 1
 
-    flat: dict[str, Any] = {}
+
+def _config_record(cfg, runs: list[dict[str, Any]]) -> dict[str, str]:
+    """What every run starts from, flattened (``ppo.n_steps``) and each value as YAML text: the
+    config without the keys each run is given (method, seed) or the sweep decides at launch
+    (device, precision, threads), and, for each method of the sweep only, every option it reads
+    (defaults too, typed: 5000 and 5000.0 alike) but those its --grid sets per run. Recorded so
+    that a continued sweep can tell an edited config file or a changed default."""
+    from .config import to_dict
+    from .core.methods import check_options, resolve_method
+
+    data = to_dict(cfg)
+    for key in ("method", "seed", *RUNTIME_CONFIG_KEYS):
+        data.pop(key, None)
+    gridded: dict[str, set[str]] = {}
+    for run in runs:
+        gridded.setdefault(run["method"], set()).update(run["options"])
+    methods = {}
+    for name, grid_keys in gridded.items():
+        try:  # typed as the method reads them
+            options = check_options(resolve_method(name), cfg.options_of(name))
+        except Exception:  # noqa: BLE001 - checked in _sweep_config already; kept as written
+            options = cfg.options_of(name)
+        methods[name] = {k: v for k, v in options.items() if k not in grid_keys}
+    data["methods"] = methods
+    flat: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict) and value:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = list(value) if isinstance(value, tuple) else value
+        else:  # as text: nested tuples, NaN and floats compare as they were written
+            flat[prefix] = yaml.safe_dump(_plain(value), default_flow_style=True).strip().removesuffix("...").strip()
 
-    from .core.methods import check_options, resolve_method
-
-    data = to_dict(cfg)
-    data["methods"] = {**(data.get("methods") or {}), **{m: {} for m in methods if m not in (data.get("methods") or {})}}
-    for name in list(data["methods"]):  # typed as each method reads them: 5000 and 5000.0 alike
-        try:
-            data["methods"][name] = check_options(resolve_method(name), cfg.options_of(name))
-        except Exception:  # noqa: BLE001 - a method this machine cannot load: its options as written
-            pass
     walk("", data)
-    return {k: v for k, v in flat.items() if k not in RUNTIME_CONFIG_KEYS}
+    return flat
 
 
-def _changed_keys(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """``key: old -> new`` for each key that differs (none when the sweep predates the record)."""
-    if before is None:
-        return []
-    keys = sorted(set(before) | set(now))
-    return [f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in keys if before.get(k) != now.get(k)]
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _changed_keys(before: dict[str, Any], plan: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for each key of the config record that differs."""
+    old, now = before.get("config") or {}, plan["config"]
+    if before.get("config_format") != plan["config_format"]:
+        keys = sorted(set(old) & set(now))  # another blip-rl's record: the keys both hold
+    else:
+        keys = sorted(set(old) | set(now))
+    return [f"{k}: {old.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in keys if old.get(k) != now.get(k)]
 
 
 def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
@@ -279,21 +302,28 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "args": {r["name"]: r["args"] for r in runs},
             "requested": {"device": cfg.device, "precision": precision_flag(args) or cfg.precision,
                           "cpus_per_run": args.cpus_per_run or 1, "gpus_per_run": args.gpus_per_run or 0}}
-    plan["config"] = _config_record(cfg, list(dict.fromkeys(r["method"] for r in runs)))
+    plan["config_format"] = CONFIG_RECORD_FORMAT
+    plan["config"] = _config_record(cfg, runs)
+    before: dict[str, Any] = {}
     if out.exists() and any(out.iterdir()):
         previous = out / "sweep.yaml"
         before = yaml.safe_load(previous.read_text()) if previous.is_file() else {}
         if not _continues(before, plan):
             raise UserError(f"{out} already holds other work; give a new --out (a sweep continues only with the "
                              "very same options, or the same with other --seeds)")
-        changed = _changed_keys(before.get("config"), plan["config"])
+        if "config" not in before:
+            print(f"blip-rl: note: {previous} predates the config record; the config is recorded from now on, "
+                  "so an edit made before this continuation goes unnoticed", file=sys.stderr)
+        changed = _changed_keys(before, plan)
         if changed:  # the same flags, but the config file they name was edited since the sweep started
-            raise UserError(f"{out} was started with another config ({'; '.join(changed[:3])}): its runs would "
-                            "mix two setups. Restore the config file, or give a new --out")
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise UserError(f"{out} was started with another config ({'; '.join(changed[:3])}{more}): its runs "
+                            "would mix two setups. Restore the config file, or give a new --out")
         # Seeds added to (or left out of) a sweep: the record keeps every run it has planned.
         plan["args"] = {**before["args"], **plan["args"]}
         plan["runs"] = list(plan["args"])
-        plan["commands"] = [*before.get("commands", [before.get("command")]), plan["command"]]
+        plan["commands"] = [*before.get("commands", [before["command"]] if before.get("command") else []),
+                            plan["command"]]
     previous_runtime = None
     if (out / "sweep.yaml").is_file():
         previous_runtime = (yaml.safe_load((out / "sweep.yaml").read_text()) or {}).get("runtime")
@@ -324,6 +354,12 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             runtime = previous_runtime
         else:
             runtime = resolve_sweep_runtime(args, cfg, ray if args.address else None)
+            decided = ("device", "precision", "torch_threads")
+            if previous_runtime and any(runtime.get(k) != previous_runtime.get(k) for k in decided):
+                was, now = (", ".join(f"{r.get(k)}" for k in decided) for r in (previous_runtime, runtime))
+                raise UserError(f"{out}'s runs trained with {was} (device, precision, threads); on this machine "
+                                f"the sweep would decide {now}, and its runs would mix the two. Give --device, "
+                                "--precision and --threads as before, or a new --out")
         print(f"every run: {runtime['device']}, {runtime['precision']} ({runtime['precision_reason']}), "
               f"{runtime['torch_threads']} threads", flush=True)
         out.mkdir(parents=True, exist_ok=True)
@@ -348,17 +384,24 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                   + (f"  BWT {res['bwt']:.3f}" if res.get("bwt") is not None else ""), flush=True)
     finally:
         ray.shutdown()
-    summary = {"runtime": runtime, "runs": sorted(results, key=lambda r: r["name"])}
+    # sweep.json: every run of the sweep, this command's results over those of earlier ones
+    earlier = {}
+    if (out / "sweep.json").is_file():
+        earlier = {r["name"]: r for r in json.loads((out / "sweep.json").read_text()).get("runs", [])}
+    merged = {**earlier, **{r["name"]: r for r in results}}
+    summary = {"runtime": runtime, "runs": sorted(merged.values(), key=lambda r: r["name"]),
+               "this_command": sorted(r["name"] for r in results)}
     atomic_write_json(out / "sweep.json", summary)
     return summary
 
 
 def _cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     summary = run_sweep(args, argv)
-    failed = [r["name"] for r in summary["runs"] if r["status"] != "done"]
-    print(f"\n{len(summary['runs']) - len(failed)} of {len(summary['runs'])} runs done; "
-          f"summary {Path(args.out) / 'sweep.json'}")
-    print(f"Figures and tables: blip-rl report {' '.join(r['run_dir'] for r in summary['runs'])} "
+    ran = [r for r in summary["runs"] if r["name"] in set(summary["this_command"])]
+    failed = [r["name"] for r in ran if r["status"] != "done"]
+    print(f"\n{len(ran) - len(failed)} of {len(ran)} runs done; summary {Path(args.out) / 'sweep.json'}"
+          + (f" (with {len(summary['runs']) - len(ran)} runs of earlier commands)" if len(ran) < len(summary["runs"]) else ""))
+    print(f"Figures and tables: blip-rl report {' '.join(r['run_dir'] for r in ran)} "
           f"--out {Path(args.out) / 'report'}")
     if failed:
         print(f"failed: {', '.join(failed)} (see <run dir>/sweep.log; re-run the same command to retry)",

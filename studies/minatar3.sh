@@ -3,6 +3,8 @@
 # steps per game), every built-in method, 5 seeds. Resumable: re-run the same command to continue.
 #
 #   OUT=DIR bash studies/minatar3.sh            # default OUT=runs/study-minatar3
+#   SEEDS=1,2,3 OUT=DIR bash studies/minatar3.sh   # the first seeds only (report: OUT/report-s1-2-3)
+#   SEEDS=1,2,3 REPORT_ONLY=1 OUT=DIR bash ...    # only that report, of runs already finished
 #
 # 1. tune: each regularization strength and BLIP's f_prior on a small grid, on the first task pair only
 #    (Space Invaders -> Asterix), on seed 100, which is not reported; chosen = highest mean ACC
@@ -15,7 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.." && { [ -d .venv ] && . .venv/bin/activate; }
 OUT=${OUT:-runs/study-minatar3}
-SEEDS=${SEEDS:-1,2,3,4,5}
+ALL_SEEDS=1,2,3,4,5
+SEEDS=${SEEDS:-$ALL_SEEDS}
+# The report of every seed is OUT/report; of some (SEEDS=1,2,3), OUT/report-s1-2-3.
+if [ "$SEEDS" = "$ALL_SEEDS" ]; then REPORT=${REPORT:-$OUT/report}; else REPORT=${REPORT:-$OUT/report-s${SEEDS//,/-}}; fi
+# REPORT_ONLY=1: only the report, of runs already finished (while another invocation trains).
+REPORT_ONLY=${REPORT_ONLY:-0}
 TUNE_SEEDS=${TUNE_SEEDS:-100}
 CONFIG=configs/minatar3.yaml
 GAMES=minatar-spaceinvaders,minatar-asterix,minatar-seaquest
@@ -23,7 +30,7 @@ COMMON=(--config "$CONFIG" --precision fp32 --cpus-per-run 1)
 mkdir -p "$OUT"
 stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$OUT/study.log"; }
 
-if [ "${SKIP_TUNE:-0}" != 1 ]; then
+if [ "${SKIP_TUNE:-0}" != 1 ] && [ "$REPORT_ONLY" != 1 ]; then
   stamp "tune: start"
   blip-rl sweep "${COMMON[@]}" --games minatar-spaceinvaders,minatar-asterix --seeds "$TUNE_SEEDS" \
     --methods ewc,l2,mas,si,bc-replay,l2-init,blip --out "$OUT/tune" \
@@ -42,21 +49,22 @@ if [ "${SKIP_TUNE:-0}" != 1 ]; then
   python studies/choose.py --check configs/minatar5.yaml "$OUT/chosen.json"
 fi
 
-stamp "sweep: start"
-blip-rl sweep "${COMMON[@]}" --seeds "$SEEDS" --out "$OUT/sweep" \
-  --methods blip,ewc,ft,ft-fix,l2,mas,si,packnet,bc-replay,shrink-perturb,redo,l2-init \
-  --grid methods.blip.consolidation=keep,overwrite
-stamp "sweep: done"
+if [ "$REPORT_ONLY" != 1 ]; then
+  stamp "sweep: start"
+  blip-rl sweep "${COMMON[@]}" --seeds "$SEEDS" --out "$OUT/sweep" \
+    --methods blip,ewc,ft,ft-fix,l2,mas,si,packnet,bc-replay,shrink-perturb,redo,l2-init \
+    --grid methods.blip.consolidation=keep,overwrite
+  stamp "sweep: done"
 
-stamp "references: start"
-for game in ${GAMES//,/ }; do
-  blip-rl sweep "${COMMON[@]}" --games "$game" --methods ft --seeds "$SEEDS" --out "$OUT/reference-$game"
-done
-stamp "references: done"
+  stamp "references: start"
+  for game in ${GAMES//,/ }; do
+    blip-rl sweep "${COMMON[@]}" --games "$game" --methods ft --seeds "$SEEDS" --out "$OUT/reference-$game"
+  done
+  stamp "references: done"
+fi
 
-# The report covers the seeds asked for: SEEDS=1,2,3 REPORT=DIR reports a sweep's first three seeds
-# while the rest run (the same command with SEEDS=1,2,3,4,5 then adds seeds 4 and 5 to the sweep).
-REPORT=${REPORT:-$OUT/report}
+# The report covers the seeds asked for: SEEDS=1,2,3 REPORT_ONLY=1 reports a sweep's first three
+# seeds while the rest run (the full command adds seeds to a sweep or the references).
 RUNS=(); REFS=()
 for s in ${SEEDS//,/ }; do
   RUNS+=("$OUT"/sweep/*-s"$s")

@@ -13,29 +13,35 @@ set -euo pipefail
 cd "$(dirname "$0")/.." && { [ -d .venv ] && . .venv/bin/activate; }
 OUT=${OUT:-runs/study-minatar5}
 REFERENCES=${REFERENCES:-runs/study-minatar3}
-SEEDS=${SEEDS:-1,2,3,4,5}
+ALL_SEEDS=1,2,3,4,5
+SEEDS=${SEEDS:-$ALL_SEEDS}
+# The report of every seed is OUT/report; of some (SEEDS=1,2,3), OUT/report-s1-2-3.
+if [ "$SEEDS" = "$ALL_SEEDS" ]; then REPORT=${REPORT:-$OUT/report}; else REPORT=${REPORT:-$OUT/report-s${SEEDS//,/-}}; fi
+# REPORT_ONLY=1: only the report, of runs already finished (while another invocation trains).
+REPORT_ONLY=${REPORT_ONLY:-0}
 COMMON=(--precision fp32 --cpus-per-run 1)
 mkdir -p "$OUT" "$REFERENCES"
 stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$OUT/study.log"; }
 
 # The tuned strengths: configs/minatar5.yaml must hold what minatar3's tuning chose.
-[ "${SKIP_CHECK:-0}" = 1 ] || python studies/choose.py --check configs/minatar5.yaml "$REFERENCES/chosen.json"
-
-stamp "sweep: start"
-blip-rl sweep --config configs/minatar5.yaml "${COMMON[@]}" --seeds "$SEEDS" --out "$OUT/sweep" \
-  --methods blip,ewc,ft,packnet,bc-replay,si
-stamp "sweep: done"
+[ "${SKIP_CHECK:-0}" = 1 ] || [ "$REPORT_ONLY" = 1 ] || python studies/choose.py --check configs/minatar5.yaml "$REFERENCES/chosen.json"
 
 GAMES="minatar-spaceinvaders minatar-asterix minatar-seaquest minatar-breakout minatar-freeway"
-stamp "references: start"
-for game in $GAMES; do
-  blip-rl sweep --config configs/minatar3.yaml "${COMMON[@]}" --games "$game" --methods ft --seeds "$SEEDS" \
-    --out "$REFERENCES/reference-$game"
-done
-stamp "references: done"
+if [ "$REPORT_ONLY" != 1 ]; then
+  stamp "sweep: start"
+  blip-rl sweep --config configs/minatar5.yaml "${COMMON[@]}" --seeds "$SEEDS" --out "$OUT/sweep" \
+    --methods blip,ewc,ft,packnet,bc-replay,si
+  stamp "sweep: done"
 
-# The report covers the seeds asked for (SEEDS=1,2,3 REPORT=DIR: the first three while the rest run).
-REPORT=${REPORT:-$OUT/report}
+  stamp "references: start"
+  for game in $GAMES; do
+    blip-rl sweep --config configs/minatar3.yaml "${COMMON[@]}" --games "$game" --methods ft --seeds "$SEEDS" \
+      --out "$REFERENCES/reference-$game"
+  done
+  stamp "references: done"
+fi
+
+# The report covers the seeds asked for (SEEDS=1,2,3 REPORT_ONLY=1: the first three while the rest run).
 RUNS=(); REFS=()
 for s in ${SEEDS//,/ }; do
   RUNS+=("$OUT"/sweep/*-s"$s")

@@ -44,6 +44,9 @@ def test_the_same_sweep_again_continues_and_another_is_refused(sweep):
     assert part.stdout.count(": done") == 2
     record = yaml.safe_load((out / "sweep.yaml").read_text())
     assert sorted(record["runs"]) == ["blip-s1", "blip-s2", "ft-s1", "ft-s2"] and len(record["commands"]) == 3
+    summary = json.loads((out / "sweep.json").read_text())  # every run of the sweep, not only this command's
+    assert [r["name"] for r in summary["runs"]] == ["blip-s1", "blip-s2", "ft-s1", "ft-s2"]
+    assert summary["this_command"] == ["blip-s2", "ft-s2"] and "2 of 2 runs done" in part.stdout
     # Another setup under the same name is refused even where its run names are new.
     other = blip_rl("sweep", "--methods", "blip,ft", "--seeds", "3", "--out", out, "--games", "kungfu,freeway",
                     *SWEEP_TINY, check=False)
@@ -217,10 +220,31 @@ def test_a_sweep_whose_config_file_was_edited_is_not_continued(tmp_path):
             "--num-cpus", "1", *SWEEP_TINY]
     blip_rl(*argv, timeout=600)
     record = yaml.safe_load((tmp_path / "s" / "sweep.yaml").read_text())
-    assert record["config"]["methods.ewc.ewc_lambda"] == 5000.0 and "precision" not in record["config"]
+    assert record["config"]["methods.ewc.ewc_lambda"] == "5000.0" and "precision" not in record["config"]
     config.write_text(config.read_text().replace("5000", "50000"))  # the file edited, the command the same
     edited = blip_rl(*argv, check=False)
     assert edited.returncode == 2 and "methods.ewc.ewc_lambda: 5000.0 -> 50000.0" in edited.stderr, edited.stderr
     assert len(edited.stderr.strip().splitlines()) == 1
     config.write_text(config.read_text().replace("50000", "5000"))  # restored: the sweep continues
     assert blip_rl(*argv, timeout=600).stdout.count(": done") == 1
+    # Continued on a machine where the sweep would decide another precision: refused, not mixed.
+    record = yaml.safe_load((tmp_path / "s" / "sweep.yaml").read_text())
+    record["runtime"]["cpu"]["model"] = "another CPU"
+    record["runtime"]["precision"] = "bf16"
+    (tmp_path / "s" / "sweep.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    other_machine = blip_rl(*argv, check=False, timeout=600)
+    assert other_machine.returncode == 2 and "would mix the two" in other_machine.stderr, other_machine.stderr
+
+
+def test_the_config_record_holds_what_the_runs_read(tmp_path):
+    from blip_rl.config import load_config
+    from blip_rl.sweep import _config_record
+
+    runs, _ = _plan(tmp_path, "--methods", "ft,blip", "--seeds", "1", "--grid", "methods.blip.f_prior=1e-12,1e-14")
+    record = _config_record(load_config("configs/minatar3.yaml"), runs)
+    # Another method's strength (an ft reference sweep beside a tuned config) and what each run is
+    # given itself (method, seed, the grid's key, the runtime) are not part of it.
+    assert not [k for k in record if k.startswith(("methods.ewc", "methods.l2"))]
+    assert {"method", "seed", "precision", "threads", "methods.blip.f_prior"}.isdisjoint(record)
+    assert record["methods.blip.consolidation"] == "keep" and record["ppo.n_steps"] == "128"
+    assert record["games"] == "[minatar-spaceinvaders, minatar-asterix, minatar-seaquest]"
