@@ -96,13 +96,15 @@ def test_collect_copies_finished_runs_small_files_and_lists_the_rest(tmp_path):
 
 
 def _committed(study: Path, run: str) -> Path:
-    """The committed copy of a run a summary names by the path it had when the report was made."""
+    """The committed copy of a run a summary names by the path it had when the report was made:
+    under the study, or beside it (a widened tuning's report also covers the first grid's runs)."""
     parts = Path(run).parts
-    for n in (3, 2, 1):
-        candidate = study.joinpath(*parts[-n:])
-        if (candidate / "results.json").is_file():
-            return candidate
-    raise AssertionError(f"{run}: no committed copy under {study}")
+    for base in (study, study.parent):
+        for n in (3, 2, 1):
+            candidate = base.joinpath(*parts[-n:])
+            if (candidate / "results.json").is_file():
+                return candidate
+    raise AssertionError(f"{run}: no committed copy under {study} or beside it")
 
 
 SUMMARIES = sorted((ROOT / "studies" / "results").glob("**/report/summary.json"))
