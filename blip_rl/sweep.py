@@ -324,9 +324,7 @@ def run_sweep(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         plan["runs"] = list(plan["args"])
         plan["commands"] = [*before.get("commands", [before["command"]] if before.get("command") else []),
                             plan["command"]]
-    previous_runtime = None
-    if (out / "sweep.yaml").is_file():
-        previous_runtime = (yaml.safe_load((out / "sweep.yaml").read_text()) or {}).get("runtime")
+    previous_runtime = (before or {}).get("runtime")  # sweep.yaml read once, above
     ray = _require_ray()
     init_kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if args.address:
